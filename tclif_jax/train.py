@@ -1,0 +1,447 @@
+"""Training: pure, jitted, data-parallel Optax steps and the epoch loop around them.
+
+* ``make_optimizer``: Adam with the paper's (or the official code's) schedule.
+* ``make_train_step`` / ``make_eval_step``: pure functions of
+  ``(params, opt_state, x, y, key)``, jitted with donated state; batches are
+  sharded over a ``jax.sharding`` mesh of every device (axis ``"data"``),
+  parameters replicated (or sharded on their first axis with
+  ``mesh.shard_params``).
+* ``train_and_evaluate(config, workdir)``: the loop: resumable orbax
+  checkpoints, ``metrics.jsonl``, a learning-curve PNG, a tqdm bar per epoch.
+
+Batches are batch-major ``(B, T, F)``; the whole dataset is placed on device
+once when it fits (``data.on_device``), so no host pipeline runs per step.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import os
+import time
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+from absl import logging
+from flax import nnx
+from jax.sharding import NamedSharding, PartitionSpec as P
+
+from tclif_jax import data as data_lib
+from tclif_jax.checkpoint import CheckpointError, RunCheckpoints, abstract_like
+from tclif_jax.layers import NetworkSpec
+from tclif_jax.models import SpikingNetwork, apply, from_preset
+from tclif_jax.neurons import make_neuron
+
+__all__ = ["NonFiniteLossError", "build_model", "make_optimizer", "make_train_step",
+           "make_eval_step", "make_mesh", "train_and_evaluate", "resolve_config"]
+
+# Model fields that are neuron or architecture settings passed to ``from_preset``.
+_MODEL_KEYS = ("gamma", "v_th", "init_b", "init_c", "surrogate", "surrogate_width",
+               "reset_order", "detach_reset", "per_neuron", "decay", "learn_decay", "reset",
+               "hidden", "recurrent", "dropout", "readout", "strategy", "matmul_dtype",
+               "remat_chunk")
+
+
+class NonFiniteLossError(FloatingPointError):
+    """The loss or a gradient became NaN/inf and ``train.skip_nonfinite`` is off."""
+
+
+# ----------------------------------------------------------------------------- building
+
+
+def resolve_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+    """Fill schedule-dependent fields left as None from ``config.schedules[config.schedule]``
+    (explicit values win) and check the choices; returns a new, resolved ConfigDict."""
+    config = ml_collections.ConfigDict(config.to_dict())
+    if config.schedule not in config.schedules:
+        raise ValueError(f"Unknown schedule {config.schedule!r}; this task offers: "
+                         f"{', '.join(config.schedules)}.")
+    for section, values in config.schedules[config.schedule].items():
+        for key, value in values.items():
+            if config[section].get(key) is None:
+                config[section][key] = value
+    missing = [f"{s}.{k}" for s in ("train", "optimizer") for k, v in config[s].items()
+               if v is None and k not in ("grad_clip",)]
+    if missing:
+        raise ValueError(f"Config fields {missing} are unset and the schedule does not fill them.")
+    if config.task not in data_lib.DATASETS:
+        raise ValueError(f"Unknown task {config.task!r}; valid: {', '.join(data_lib.DATASETS)}.")
+    return config
+
+
+def build_model(config: ml_collections.ConfigDict, in_features: int, num_classes: int) -> SpikingNetwork:
+    """The network named by ``config.model`` (a preset, or ``preset="custom"`` with ``hidden``)."""
+    mc = config.model
+    settings = {k: mc[k] for k in _MODEL_KEYS if k in mc and mc[k] is not None}
+    for k in ("init_b", "init_c", "hidden", "recurrent", "decay"):
+        if k in settings:
+            settings[k] = tuple(settings[k])
+    if mc.preset == "custom":
+        arch = {k: settings.pop(k) for k in ("recurrent", "dropout", "readout", "strategy",
+                                             "matmul_dtype", "remat_chunk") if k in settings}
+        hidden = settings.pop("hidden", None)
+        if not hidden:
+            raise ValueError("model.preset='custom' needs model.hidden, e.g. (64, 64).")
+        return SpikingNetwork(in_features, hidden, num_classes, make_neuron(mc.neuron, **settings),
+                              rngs=nnx.Rngs(params=config.seed), **arch)
+    model = from_preset(mc.preset, seed=config.seed, neuron=mc.neuron, **settings)
+    if model.in_features != in_features or model.num_classes != num_classes:
+        raise ValueError(
+            f"Preset {mc.preset!r} expects {model.in_features} input features and "
+            f"{model.num_classes} classes, but the {config.task} data has {in_features} and "
+            f"{num_classes}. Pick the task's preset or use model.preset='custom'.")
+    return model
+
+
+def make_optimizer(opt: ml_collections.ConfigDict, steps_per_epoch: int, num_epochs: int):
+    """Adam with a step-wise learning-rate schedule and optional global-norm clipping.
+
+    ``opt.schedule``: ``"multistep"`` (x ``decay_factor`` at each epoch in
+    ``decay_epochs``), ``"step"`` (x ``decay_factor`` every ``decay_every`` epochs) or
+    ``"constant"``. Returns ``(tx, schedule_fn)``.
+    """
+    if opt.name != "adam":
+        raise ValueError(f"Unknown optimizer {opt.name!r}; valid: adam.")
+    if opt.schedule == "multistep":
+        epochs = list(opt.decay_epochs)
+    elif opt.schedule == "step":
+        epochs = list(range(opt.decay_every, num_epochs, opt.decay_every))
+    elif opt.schedule == "constant":
+        epochs = []
+    else:
+        raise ValueError(f"Unknown schedule {opt.schedule!r}; valid: multistep, step, constant.")
+    boundaries = {int(e * steps_per_epoch): float(opt.decay_factor) for e in epochs}
+    schedule = optax.piecewise_constant_schedule(float(opt.learning_rate), boundaries)
+    parts = [optax.clip_by_global_norm(opt.grad_clip)] if opt.grad_clip else []
+    tx = optax.chain(*parts, optax.adam(schedule, b1=opt.b1, b2=opt.b2, eps=opt.eps))
+    return tx, schedule
+
+
+def make_mesh(devices=None) -> jax.sharding.Mesh:
+    """A 1-D mesh named ``"data"`` over all (global) devices."""
+    devices = jax.devices() if devices is None else devices
+    return jax.sharding.Mesh(np.asarray(devices), ("data",))
+
+
+def param_shardings(params, mesh, shard_params: bool):
+    """Replicated, or (``shard_params``) split on the first axis where it divides evenly."""
+    n = mesh.devices.size
+
+    def one(a):
+        if shard_params and a.ndim >= 1 and a.shape[0] % n == 0 and a.shape[0] >= n:
+            return NamedSharding(mesh, P("data"))
+        return NamedSharding(mesh, P())
+
+    return jax.tree.map(one, params)
+
+
+def _loss_and_metrics(params, spec, x, y, key):
+    logits, aux = apply(spec, params, x, dropout_key=key)
+    loss = optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
+    acc = jnp.mean(jnp.argmax(logits, -1) == y)
+    return loss, {"accuracy": acc, "firing_rates": aux["firing_rates"]}
+
+
+def make_train_step(spec: NetworkSpec, tx: optax.GradientTransformation, *,
+                    input_scale: float = 1.0, mesh=None, shardings=None, jit: bool = True) -> Callable:
+    """``step(params, opt_state, x, y, key) -> (params, opt_state, metrics)``.
+
+    Pure: one forward/backward through the scan and one Adam update. A batch whose
+    loss or gradients are not finite leaves params and optimizer state unchanged
+    and reports ``metrics["finite"] = False``. ``x`` is ``(B, T, F)`` in any real
+    dtype (cast to f32 and multiplied by ``input_scale`` inside), ``y`` ``(B,)`` int.
+    """
+
+    def step(params, opt_state, x, y, key):
+        x = x.astype(jnp.float32) * input_scale
+        (loss, metrics), grads = jax.value_and_grad(_loss_and_metrics, has_aux=True)(
+            params, spec, x, y, key)
+        updates, new_opt_state = tx.update(grads, opt_state, params)
+        new_params = optax.apply_updates(params, updates)
+        finite = jnp.isfinite(loss) & jnp.all(jnp.stack(
+            [jnp.all(jnp.isfinite(g)) for g in jax.tree.leaves(grads)]))
+        keep = lambda new, old: jnp.where(finite, new, old)  # noqa: E731
+        new_params = jax.tree.map(keep, new_params, params)
+        new_opt_state = jax.tree.map(keep, new_opt_state, opt_state)
+        metrics = dict(metrics, loss=loss, finite=finite, grad_norm=optax.global_norm(grads))
+        return new_params, new_opt_state, metrics
+
+    if not jit:
+        return step
+    if mesh is None:
+        return jax.jit(step, donate_argnums=(0, 1))
+    p_sh, o_sh = shardings
+    rep = NamedSharding(mesh, P())
+    return jax.jit(step, donate_argnums=(0, 1), out_shardings=(p_sh, o_sh, rep))
+
+
+def make_eval_step(spec: NetworkSpec, *, input_scale: float = 1.0) -> Callable:
+    """``eval(params, x, y, mask) -> sums`` of loss, correct, count and per-layer firing
+    rates times count; padded rows have mask 0 (they repeat the last example, so the
+    batch's rate stays an unbiased estimate up to that repeat)."""
+
+    def step(params, x, y, mask):
+        x = x.astype(jnp.float32) * input_scale
+        logits, aux = apply(spec, params, x)
+        losses = optax.softmax_cross_entropy_with_integer_labels(logits, y)
+        count = jnp.sum(mask)
+        return {"loss": jnp.sum(losses * mask), "correct": jnp.sum((jnp.argmax(logits, -1) == y) * mask),
+                "count": count, "rates": aux["firing_rates"] * count}
+
+    return jax.jit(step)
+
+
+# ----------------------------------------------------------------------------- data placement
+
+
+class _Split:
+    """One split's arrays, on device (replicated) when ``on_device`` else on host."""
+
+    def __init__(self, x: np.ndarray, y: np.ndarray, mesh, on_device: bool):
+        self.n = len(y)
+        self.mesh = mesh
+        self.on_device = on_device
+        self.batch_sharding = NamedSharding(mesh, P("data"))
+        if on_device:
+            rep = NamedSharding(mesh, P())
+            self.x = _put_global(x, rep)
+            self.y = _put_global(y.astype(np.int32), rep)
+            self._take = jax.jit(lambda a, i: a[i], out_shardings=self.batch_sharding)
+        else:
+            self.x, self.y = x, y.astype(np.int32)
+
+    def batch(self, idx: np.ndarray):
+        if self.on_device:
+            i = _put_global(idx.astype(np.int32), self.batch_sharding)
+            return self._take(self.x, i), self._take(self.y, i)
+        return (_put_global(self.x[idx], self.batch_sharding),
+                _put_global(self.y[idx], self.batch_sharding))
+
+
+def _put_global(array: np.ndarray, sharding):
+    # Works on one host and on many (each process holds the same full array).
+    return jax.make_array_from_callback(array.shape, sharding, lambda index: array[index])
+
+
+# ----------------------------------------------------------------------------- the loop
+
+
+def _fingerprint(config, dataset) -> str:
+    blob = json.dumps({"task": config.task, "model": config.model.to_dict(),
+                       "features": dataset.num_features, "classes": dataset.num_classes,
+                       "seed": config.seed}, sort_keys=True, default=str)
+    return hashlib.sha1(blob.encode()).hexdigest()[:16]
+
+
+def _evaluate(eval_step, params, split: _Split, batch_size: int, n_dev: int) -> dict[str, Any]:
+    """Loss, accuracy and per-layer firing rates over a whole split (last batch padded, masked)."""
+    sums = {"loss": 0.0, "correct": 0.0, "count": 0.0, "rates": 0.0}
+    bs = max(n_dev, min(batch_size, math.ceil(split.n / n_dev) * n_dev))
+    for start in range(0, split.n, bs):
+        idx = np.arange(start, start + bs)
+        mask = (idx < split.n).astype(np.float32)
+        x, y = split.batch(np.minimum(idx, split.n - 1))
+        out = eval_step(params, x, y, _put_global(mask, split.batch_sharding))
+        for k in sums:
+            sums[k] = sums[k] + np.asarray(out[k], np.float64)
+    return {"loss": float(sums["loss"] / sums["count"]), "acc": float(sums["correct"] / sums["count"]),
+            "rates": [round(float(r), 6) for r in sums["rates"] / sums["count"]]}
+
+
+def _plot_curves(history: list[dict], path: str) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ep = [h["epoch"] for h in history]
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(9, 3.5))
+    ax1.plot(ep, [h["train_loss"] for h in history], "o-", label="train")
+    ax1.set_xlabel("epoch"), ax1.set_ylabel("cross-entropy"), ax1.legend()
+    for key in ("train_acc", "val_acc", "test_acc"):
+        if key in history[0]:
+            ax2.plot(ep, [100 * h[key] for h in history], "o-", label=key.replace("_acc", ""))
+    ax2.set_xlabel("epoch"), ax2.set_ylabel("accuracy (%)"), ax2.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def _write_history(workdir: str, history: list[dict]) -> None:
+    with open(os.path.join(workdir, "metrics.jsonl"), "w") as f:
+        for rec in history:
+            f.write(json.dumps(rec) + "\n")
+    _plot_curves(history, os.path.join(workdir, "learning_curve.png"))
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
+    """Train ``config`` in ``workdir``, resuming from its last checkpoint if there is one.
+
+    Returns a summary: ``best_acc`` (best validation accuracy where the task has a
+    validation split, else best test accuracy), ``best_test_acc``, ``final_test_acc``,
+    ``history`` (the metrics.jsonl records) and ``params``.
+    """
+    config = resolve_config(config)
+    os.makedirs(workdir, exist_ok=True)
+    if config.get("distributed", False):
+        jax.distributed.initialize()
+    dataset = data_lib.load_dataset(config.task, config.data, workdir=workdir)
+    for k, v in dataset.info.items():
+        logging.info("data %s: %s", k, v)
+    model = build_model(config, dataset.num_features, dataset.num_classes)
+    spec = model.spec
+    tc, oc = config.train, config.optimizer
+
+    mesh = make_mesh()
+    n_dev = mesh.devices.size
+    if tc.batch_size % n_dev:
+        raise ValueError(f"train.batch_size={tc.batch_size} must be a multiple of the "
+                         f"{n_dev} devices (data-parallel); try {tc.batch_size - tc.batch_size % n_dev or n_dev}.")
+    train_x, train_y = dataset.splits["train"]
+    if len(train_y) < tc.batch_size:
+        raise ValueError(f"The training split has {len(train_y)} examples, fewer than "
+                         f"train.batch_size={tc.batch_size}; lower the batch size or raise data.train_limit.")
+    on_device = config.data.get("on_device", "auto")
+    total_bytes = sum(a.nbytes for xy in dataset.splits.values() for a in xy)
+    place = total_bytes < 2**31 if on_device == "auto" else bool(on_device)
+    splits = {name: _Split(x, y, mesh, place) for name, (x, y) in dataset.splits.items()}
+    steps_per_epoch = len(train_y) // tc.batch_size
+    tx, schedule = make_optimizer(oc, steps_per_epoch, tc.num_epochs)
+
+    params = model.arrays()
+    p_sh = param_shardings(params, mesh, config.get("mesh", {}).get("shard_params", False))
+    params = jax.device_put(params, p_sh)
+    opt_state = jax.jit(tx.init)(params)
+    o_sh = jax.tree.map(lambda a: a.sharding, opt_state)
+    train_step = make_train_step(spec, tx, input_scale=dataset.input_scale, mesh=mesh,
+                                 shardings=(p_sh, o_sh))
+    eval_step = make_eval_step(spec, input_scale=dataset.input_scale)
+
+    ckpts = RunCheckpoints(workdir, keep=tc.keep_checkpoints)
+    fingerprint = _fingerprint(config, dataset)
+    meta = {"epoch": 0, "step": 0, "epoch_step": 0, "sums": [0.0, 0.0, 0], "history": [],
+            "best_acc": -1.0, "best_test_acc": -1.0, "nonfinite_skipped": 0, "elapsed": 0.0,
+            "fingerprint": fingerprint}
+    if ckpts.latest_step() is not None:
+        (params, opt_state), meta = ckpts.restore(abstract_like((params, opt_state)), fingerprint)
+        logging.info("Resumed from step %d (epoch %d) in %s", meta["step"], meta["epoch"], workdir)
+    with open(os.path.join(workdir, "config.json"), "w") as f:
+        json.dump(config.to_dict(), f, indent=1, default=str)
+
+    select = "valid" if "valid" in splits else "test"
+    base_key = jax.random.key(config.seed)
+    max_steps = tc.max_steps or None
+    start_time = time.time() - meta["elapsed"]
+    done = meta["epoch"] >= tc.num_epochs or (max_steps is not None and meta["step"] >= max_steps)
+
+    from tqdm.auto import tqdm
+
+    while not done:
+        epoch = meta["epoch"]
+        order = np.random.default_rng([config.seed, epoch]).permutation(len(train_y))
+        bar = tqdm(total=steps_per_epoch, initial=meta["epoch_step"], desc=f"epoch {epoch + 1}/{tc.num_epochs}",
+                   disable=not tc.progress, leave=False, dynamic_ncols=True)
+        loss_sum, correct_sum, seen = meta["sums"]
+        epoch_start = time.time()
+        pending = None
+        stopped_early = False
+        for b in range(meta["epoch_step"], steps_per_epoch):
+            if max_steps is not None and meta["step"] >= max_steps:
+                stopped_early = True
+                break
+            x, y = splits["train"].batch(order[b * tc.batch_size:(b + 1) * tc.batch_size])
+            key = jax.random.fold_in(base_key, meta["step"])
+            params, opt_state, metrics = train_step(params, opt_state, x, y, key)
+            # Read the previous step's metrics after dispatching this one (no pipeline stall).
+            if pending is not None:
+                loss_sum, correct_sum, seen = _consume(pending, meta, tc, loss_sum, correct_sum, seen, bar)
+            pending = (metrics, meta["step"], epoch, tc.batch_size)
+            meta["step"] += 1
+            meta["epoch_step"] = b + 1
+            if tc.checkpoint_every_steps and meta["step"] % tc.checkpoint_every_steps == 0 \
+                    and meta["epoch_step"] < steps_per_epoch:
+                loss_sum, correct_sum, seen = _consume(pending, meta, tc, loss_sum, correct_sum, seen, bar)
+                pending = None
+                meta["sums"] = [loss_sum, correct_sum, seen]
+                meta["elapsed"] = time.time() - start_time
+                ckpts.save(meta["step"], (params, opt_state), meta)
+        if pending is not None:
+            loss_sum, correct_sum, seen = _consume(pending, meta, tc, loss_sum, correct_sum, seen, bar)
+        bar.close()
+        if max_steps is not None and meta["step"] >= max_steps:
+            stopped_early = True
+
+        # Epoch end (or the max_steps stop, logged the same way).
+        record = {"epoch": epoch + 1, "step": meta["step"],
+                  "train_loss": loss_sum / max(seen, 1), "train_acc": correct_sum / max(seen, 1)}
+        for name, split in splits.items():
+            if name == "train":
+                continue
+            ev = _evaluate(eval_step, params, split, tc.eval_batch_size or tc.batch_size, n_dev)
+            record[f"{'val' if name == 'valid' else name}_acc"] = ev["acc"]
+            record[f"{'val' if name == 'valid' else name}_loss"] = ev["loss"]
+            if name == select:
+                record["firing_rates"] = ev["rates"]
+        record["lr"] = float(schedule(meta["step"]))
+        record["epoch_time"] = round(time.time() - epoch_start, 3)
+        record["wall_time"] = round(time.time() - start_time, 3)
+        record["partial_epoch"] = stopped_early
+        sel = record["val_acc" if select == "valid" else "test_acc"]
+        is_best = sel > meta["best_acc"]
+        meta["best_acc"] = max(meta["best_acc"], sel)
+        meta["best_test_acc"] = max(meta["best_test_acc"], record["test_acc"])
+        record["best_acc"], record["best_test_acc"] = meta["best_acc"], meta["best_test_acc"]
+        meta["history"].append(record)
+        meta["epoch"] = epoch + (0 if stopped_early else 1)
+        meta["epoch_step"] = meta["epoch_step"] if stopped_early else 0
+        meta["sums"] = [0.0, 0.0, 0] if not stopped_early else [loss_sum, correct_sum, seen]
+        meta["elapsed"] = time.time() - start_time
+        ckpts.save(meta["step"], (params, opt_state), meta, best=is_best)
+        _write_history(workdir, meta["history"])
+        logging.info("epoch %d step %d: %s", epoch + 1, meta["step"],
+                     {k: v for k, v in record.items() if k.endswith(("acc", "loss"))})
+        done = stopped_early or meta["epoch"] >= tc.num_epochs
+
+    history = meta["history"]
+    if not history:
+        raise RuntimeError(f"Nothing was trained in {workdir}: train.num_epochs={tc.num_epochs}.")
+    summary = {"best_acc": meta["best_acc"], "best_test_acc": meta["best_test_acc"],
+               "final_test_acc": history[-1]["test_acc"], "history": history,
+               "params": params, "model": model, "workdir": workdir}
+    msg = (f"{config.task} {config.model.preset} ({config.model.neuron}): best "
+           f"{'val' if select == 'valid' else 'test'} accuracy {100 * meta['best_acc']:.2f}%, best test "
+           f"{100 * meta['best_test_acc']:.2f}%, final test {100 * history[-1]['test_acc']:.2f}% "
+           f"after {meta['step']} steps; metrics in {os.path.join(workdir, 'metrics.jsonl')}")
+    logging.info(msg)
+    print(msg, flush=True)
+    return summary
+
+
+def _consume(pending, meta, tc, loss_sum, correct_sum, seen, bar):
+    """Fold one step's metrics into the epoch sums; stop on a non-finite loss."""
+    metrics, step, epoch, batch = pending
+    if not bool(metrics["finite"]):
+        if not tc.skip_nonfinite:
+            raise NonFiniteLossError(
+                f"Non-finite loss or gradient at step {step} (epoch {epoch + 1}); that update was "
+                "not applied and the last good checkpoint is kept. Rerun with "
+                "--config.train.skip_nonfinite=True to skip such batches, or lower "
+                "--config.optimizer.learning_rate / set --config.optimizer.grad_clip.")
+        meta["nonfinite_skipped"] += 1
+        logging.warning("Skipped a non-finite batch at step %d (%d so far).", step,
+                        meta["nonfinite_skipped"])
+        bar.update(1)
+        return loss_sum, correct_sum, seen
+    loss, acc = float(metrics["loss"]), float(metrics["accuracy"])
+    loss_sum += loss * batch
+    correct_sum += acc * batch
+    seen += batch
+    bar.update(1)
+    bar.set_postfix(loss=f"{loss:.3f}", acc=f"{acc:.3f}",
+                    it_s=f"{bar.format_dict['rate'] or 0:.2f}")
+    return loss_sum, correct_sum, seen
