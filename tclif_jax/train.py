@@ -38,7 +38,7 @@ from tclif_jax.layers import NetworkSpec
 from tclif_jax.models import SpikingNetwork, apply, from_preset
 from tclif_jax.neurons import make_neuron
 
-__all__ = ["NonFiniteLossError", "build_model", "make_optimizer", "make_train_step",
+__all__ = ["NonFiniteLossError", "build_model", "make_optimizer", "make_train_step", "init_opt_state",
            "make_eval_step", "make_mesh", "train_and_evaluate", "resolve_config"]
 
 # Model fields that are neuron or architecture settings passed to ``from_preset``.
@@ -141,6 +141,17 @@ def param_shardings(params, mesh, shard_params: bool):
     return jax.tree.map(one, params)
 
 
+def init_opt_state(tx, params, mesh):
+    """Optimizer state on ``mesh``: moments follow their parameter's sharding, scalars
+    (Adam's count) are replicated. Returns ``(opt_state, shardings)``."""
+    rep = NamedSharding(mesh, P())
+    state = jax.jit(tx.init)(params)
+    shardings = jax.tree.map(
+        lambda a: a.sharding if isinstance(a.sharding, NamedSharding) and a.sharding.mesh == mesh
+        else rep, state)
+    return jax.device_put(state, shardings), shardings
+
+
 def _loss_and_metrics(params, spec, x, y, key):
     logits, aux = apply(spec, params, x, dropout_key=key)
     loss = optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
@@ -169,7 +180,7 @@ def make_train_step(spec: NetworkSpec, tx: optax.GradientTransformation, *,
         keep = lambda new, old: jnp.where(finite, new, old)  # noqa: E731
         new_params = jax.tree.map(keep, new_params, params)
         new_opt_state = jax.tree.map(keep, new_opt_state, opt_state)
-        metrics = dict(metrics, loss=loss, finite=finite, grad_norm=optax.global_norm(grads))
+        metrics = dict(metrics, loss=loss, finite=finite, grad_norm=optax.tree.norm(grads))
         return new_params, new_opt_state, metrics
 
     if not jit:
@@ -313,11 +324,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     steps_per_epoch = len(train_y) // tc.batch_size
     tx, schedule = make_optimizer(oc, steps_per_epoch, tc.num_epochs)
 
-    params = model.arrays()
+    # Copy: the step donates its params, which must not be the module's own buffers.
+    params = jax.tree.map(np.array, model.arrays())
     p_sh = param_shardings(params, mesh, config.get("mesh", {}).get("shard_params", False))
     params = jax.device_put(params, p_sh)
-    opt_state = jax.jit(tx.init)(params)
-    o_sh = jax.tree.map(lambda a: a.sharding, opt_state)
+    opt_state, o_sh = init_opt_state(tx, params, mesh)
     train_step = make_train_step(spec, tx, input_scale=dataset.input_scale, mesh=mesh,
                                  shardings=(p_sh, o_sh))
     eval_step = make_eval_step(spec, input_scale=dataset.input_scale)
@@ -393,9 +404,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         record["partial_epoch"] = stopped_early
         sel = record["val_acc" if select == "valid" else "test_acc"]
         is_best = sel > meta["best_acc"]
-        meta["best_acc"] = max(meta["best_acc"], sel)
-        meta["best_test_acc"] = max(meta["best_test_acc"], record["test_acc"])
-        record["best_acc"], record["best_test_acc"] = meta["best_acc"], meta["best_test_acc"]
+        record["best_acc"] = max(meta["best_acc"], sel)
+        record["best_test_acc"] = max(meta["best_test_acc"], record["test_acc"])
+        if not stopped_early:  # a resumed run must end as an uninterrupted one would
+            meta["best_acc"], meta["best_test_acc"] = record["best_acc"], record["best_test_acc"]
+        # A max_steps stop logged a partial record for this epoch; the full one replaces it.
+        meta["history"] = [h for h in meta["history"] if h["epoch"] != record["epoch"]]
         meta["history"].append(record)
         meta["epoch"] = epoch + (0 if stopped_early else 1)
         meta["epoch_step"] = meta["epoch_step"] if stopped_early else 0
@@ -410,12 +424,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     history = meta["history"]
     if not history:
         raise RuntimeError(f"Nothing was trained in {workdir}: train.num_epochs={tc.num_epochs}.")
-    summary = {"best_acc": meta["best_acc"], "best_test_acc": meta["best_test_acc"],
+    model.set_arrays(jax.tree.map(np.asarray, params))
+    best, best_test = history[-1]["best_acc"], history[-1]["best_test_acc"]
+    summary = {"best_acc": best, "best_test_acc": best_test,
                "final_test_acc": history[-1]["test_acc"], "history": history,
                "params": params, "model": model, "workdir": workdir}
     msg = (f"{config.task} {config.model.preset} ({config.model.neuron}): best "
-           f"{'val' if select == 'valid' else 'test'} accuracy {100 * meta['best_acc']:.2f}%, best test "
-           f"{100 * meta['best_test_acc']:.2f}%, final test {100 * history[-1]['test_acc']:.2f}% "
+           f"{'val' if select == 'valid' else 'test'} accuracy {100 * best:.2f}%, best test "
+           f"{100 * best_test:.2f}%, final test {100 * history[-1]['test_acc']:.2f}% "
            f"after {meta['step']} steps; metrics in {os.path.join(workdir, 'metrics.jsonl')}")
     logging.info(msg)
     print(msg, flush=True)

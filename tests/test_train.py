@@ -1,0 +1,230 @@
+"""Training loop: learning, resumption, determinism, failures, 1 vs 4 devices."""
+
+import dataclasses
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from experiments.configs.base import base_config, schedule
+from tclif_jax import data as data_lib
+from tclif_jax import train as train_lib
+from tclif_jax.checkpoint import CheckpointError
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@dataclasses.dataclass
+class ToyData:
+    """Four classes told apart by which channel is on during the first 5 of 30 steps."""
+
+    splits: dict
+    num_classes: int = 4
+    input_scale: float = 1.0
+    info: dict = dataclasses.field(default_factory=dict)
+    name: str = "toy"
+
+    @property
+    def num_features(self):
+        return self.splits["train"][0].shape[-1]
+
+
+def toy_splits(nan=False):
+    rng = np.random.default_rng(0)
+
+    def make(n):
+        y = rng.integers(0, 4, n)
+        x = rng.normal(0, 0.1, (n, 30, 4)).astype(np.float32)
+        x[np.arange(n), :5, y] += 1.0
+        return x, y.astype(np.int32)
+
+    splits = {"train": make(256), "test": make(64)}
+    if nan:
+        splits["train"][0][:, 3, 0] = np.nan
+    return splits
+
+
+@pytest.fixture
+def toy(monkeypatch):
+    holder = {"nan": False}
+    monkeypatch.setattr(data_lib, "load_dataset",
+                        lambda name, cfg, workdir=None: ToyData(toy_splits(holder["nan"])))
+    return holder
+
+
+def toy_config(**train):
+    c = base_config("delayed_cue", "custom", {"paper": schedule(32, 3, 5e-3, "constant")})
+    c.model.hidden, c.model.v_th = (32,), 0.5
+    c.train.progress = False
+    for k, v in train.items():
+        c.train[k] = v
+    return c
+
+
+def _strip(history):
+    return [{k: v for k, v in r.items() if k not in ("wall_time", "epoch_time")} for r in history]
+
+
+def test_learns_and_writes_metrics_curve_and_checkpoints(toy, tmp_path):
+    s = train_lib.train_and_evaluate(toy_config(), str(tmp_path))
+    assert s["best_test_acc"] > 0.9  # chance is 0.25
+    recs = [json.loads(line) for line in open(tmp_path / "metrics.jsonl")]
+    assert [r["epoch"] for r in recs] == [1, 2, 3] and [r["step"] for r in recs] == [8, 16, 24]
+    for key in ("train_loss", "train_acc", "test_acc", "lr", "firing_rates", "wall_time"):
+        assert key in recs[0]
+    assert recs[0]["lr"] == pytest.approx(5e-3) and len(recs[0]["firing_rates"]) == 1
+    assert (tmp_path / "learning_curve.png").stat().st_size > 1000
+    assert sorted(os.listdir(tmp_path / "checkpoints" / "last")) == ["16", "24", "8"]
+    assert os.listdir(tmp_path / "checkpoints" / "best")
+
+
+def test_same_seed_same_metrics_bit_for_bit(toy, tmp_path):
+    a = train_lib.train_and_evaluate(toy_config(), str(tmp_path / "a"))
+    b = train_lib.train_and_evaluate(toy_config(), str(tmp_path / "b"))
+    assert _strip(a["history"]) == _strip(b["history"])
+
+
+def test_max_steps_then_resume_equals_uninterrupted(toy, tmp_path):
+    full = train_lib.train_and_evaluate(toy_config(), str(tmp_path / "full"))
+    part = train_lib.train_and_evaluate(toy_config(max_steps=11), str(tmp_path / "r"))
+    assert part["history"][-1]["step"] == 11 and part["history"][-1]["partial_epoch"]
+    rest = train_lib.train_and_evaluate(toy_config(), str(tmp_path / "r"))
+    assert _strip(rest["history"]) == _strip(full["history"])
+
+
+def test_crash_mid_epoch_resumes_from_step_checkpoint(toy, tmp_path, monkeypatch):
+    full = train_lib.train_and_evaluate(toy_config(), str(tmp_path / "full"))
+    real_step = train_lib.make_train_step
+    calls = {"n": 0}
+
+    def crashing(*args, **kwargs):
+        step = real_step(*args, **kwargs)
+
+        def wrapped(*a):
+            calls["n"] += 1
+            if calls["n"] == 14:
+                raise KeyboardInterrupt("simulated kill")
+            return step(*a)
+        return wrapped
+
+    monkeypatch.setattr(train_lib, "make_train_step", crashing)
+    with pytest.raises(KeyboardInterrupt):
+        train_lib.train_and_evaluate(toy_config(checkpoint_every_steps=4), str(tmp_path / "k"))
+    assert "12" in os.listdir(tmp_path / "k" / "checkpoints" / "last")
+    monkeypatch.setattr(train_lib, "make_train_step", real_step)
+    rest = train_lib.train_and_evaluate(toy_config(checkpoint_every_steps=4), str(tmp_path / "k"))
+    assert _strip(rest["history"]) == _strip(full["history"])
+
+
+def test_nonfinite_loss_stops_naming_step_and_keeps_checkpoint(toy, tmp_path):
+    toy["nan"] = True
+    with pytest.raises(train_lib.NonFiniteLossError, match=r"step 0 .*skip_nonfinite"):
+        train_lib.train_and_evaluate(toy_config(), str(tmp_path))
+    s = train_lib.train_and_evaluate(toy_config(skip_nonfinite=True, num_epochs=1), str(tmp_path / "skip"))
+    params = jax.tree.leaves(s["params"])
+    assert all(np.all(np.isfinite(np.asarray(p))) for p in params)
+
+
+def test_corrupt_or_incompatible_checkpoint_is_refused_and_untouched(toy, tmp_path):
+    train_lib.train_and_evaluate(toy_config(num_epochs=1), str(tmp_path))
+    ckpt = tmp_path / "checkpoints" / "last" / "8"
+    c2 = toy_config(num_epochs=2)
+    c2.model.hidden = (16,)
+    with pytest.raises(CheckpointError, match="different model"):
+        train_lib.train_and_evaluate(c2, str(tmp_path))
+    for root, _, files in os.walk(ckpt):
+        for f in files:
+            if f.endswith(("ocdbt", ".data")) or "d" == os.path.basename(root):
+                with open(os.path.join(root, f), "wb") as fh:
+                    fh.write(b"garbage")
+    before = sorted(os.listdir(ckpt))
+    with pytest.raises(CheckpointError, match="left untouched"):
+        train_lib.train_and_evaluate(toy_config(num_epochs=2), str(tmp_path))
+    assert sorted(os.listdir(ckpt)) == before
+    assert sorted(os.listdir(tmp_path / "checkpoints" / "last")) == ["8"]
+
+
+def test_batch_must_divide_over_devices_and_fit_the_data(toy, tmp_path):
+    with pytest.raises(ValueError, match="fewer than train.batch_size"):
+        train_lib.train_and_evaluate(toy_config(batch_size=512), str(tmp_path))
+
+
+def test_schedules_paper_and_official_and_explicit_override():
+    from experiments.configs import shd
+    c = train_lib.resolve_config(shd.get_config("rec"))
+    assert (c.optimizer.learning_rate, c.optimizer.schedule, c.optimizer.decay_every) == (5e-3, "step", 10)
+    c = shd.get_config("rec")
+    c.schedule = "official"
+    c = train_lib.resolve_config(c)
+    assert (c.optimizer.learning_rate, tuple(c.optimizer.decay_epochs), c.optimizer.decay_factor) == (5e-4, (40, 80), 0.5)
+    c = shd.get_config("rec")
+    c.optimizer.learning_rate = 1e-2
+    assert train_lib.resolve_config(c).optimizer.learning_rate == 1e-2
+    c = shd.get_config("rec")
+    c.schedule = "fastest"
+    with pytest.raises(ValueError, match="official, paper"):
+        train_lib.resolve_config(c)
+
+
+def test_step_schedule_values():
+    import ml_collections
+    opt = ml_collections.ConfigDict(dict(name="adam", learning_rate=1.0, schedule="step", decay_epochs=(),
+                                         decay_every=10, decay_factor=0.8, grad_clip=0.0, b1=0.9, b2=0.999, eps=1e-8))
+    _, sched = train_lib.make_optimizer(opt, steps_per_epoch=5, num_epochs=100)
+    assert float(sched(49)) == pytest.approx(1.0) and float(sched(50)) == pytest.approx(0.8)
+    assert float(sched(5 * 95)) == pytest.approx(0.8**9, rel=1e-6)
+    opt.schedule, opt.decay_epochs, opt.decay_factor = "multistep", (60, 80), 0.1
+    _, sched = train_lib.make_optimizer(opt, steps_per_epoch=2, num_epochs=200)
+    assert [float(sched(s)) for s in (119, 120, 159, 160)] == pytest.approx([1.0, 0.1, 0.1, 0.01])
+
+
+FOUR_DEVICES = r"""
+import json, os, sys
+import jax, jax.numpy as jnp, numpy as np
+sys.path.insert(0, sys.argv[1])
+from tclif_jax import train as T
+from tclif_jax.models import from_preset
+from jax.sharding import NamedSharding, PartitionSpec as P
+import ml_collections
+assert jax.device_count() == 4, jax.devices()
+model = from_preset("shd-rec", seed=0, hidden=(32, 16))
+opt = ml_collections.ConfigDict(dict(name="adam", learning_rate=1e-3, schedule="constant", decay_epochs=(),
+                                     decay_every=0, decay_factor=1.0, grad_clip=0.0, b1=0.9, b2=0.999, eps=1e-8))
+tx, _ = T.make_optimizer(opt, 1, 1)
+rng = np.random.default_rng(0)
+x = rng.poisson(0.05, (8, 40, 700)).astype(np.float32)
+y = rng.integers(0, 20, 8).astype(np.int32)
+out = {}
+for n, shard_params in ((1, False), (4, False), (4, True)):
+    mesh = T.make_mesh(jax.devices()[:n])
+    p_sh = T.param_shardings(model.arrays(), mesh, shard_params)
+    params = jax.device_put(jax.tree.map(np.array, model.arrays()), p_sh)
+    opt_state, o_sh = T.init_opt_state(tx, params, mesh)
+    step = T.make_train_step(model.spec, tx, mesh=mesh, shardings=(p_sh, o_sh))
+    xb = jax.device_put(x, NamedSharding(mesh, P("data")))
+    yb = jax.device_put(y, NamedSharding(mesh, P("data")))
+    assert len(xb.sharding.device_set) == n
+    p2, _, m = step(params, opt_state, xb, yb, jax.random.key(0))
+    if shard_params:
+        assert p2["layers"][0]["w_in"].sharding.spec == P("data")
+        n = "4s"
+    out[n] = {"loss": float(m["loss"]), "w": np.asarray(p2["layers"][0]["w_in"]).tolist()[:3]}
+print(json.dumps(out))
+"""
+
+
+def test_loss_and_update_agree_on_1_and_4_devices(tmp_path):
+    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4", JAX_PLATFORMS="cpu")
+    res = subprocess.run([sys.executable, "-c", FOUR_DEVICES, ROOT], env=env, capture_output=True,
+                         text=True, timeout=600)
+    assert res.returncode == 0, res.stderr[-3000:]
+    out = json.loads(res.stdout.strip().splitlines()[-1])
+    for other in ("4", "4s"):
+        assert out["1"]["loss"] == pytest.approx(out[other]["loss"], rel=1e-5)
+        np.testing.assert_allclose(out["1"]["w"], out[other]["w"], rtol=1e-5, atol=1e-6)
