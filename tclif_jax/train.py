@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import logging as std_logging
 import math
 import os
 import time
@@ -46,6 +47,16 @@ _MODEL_KEYS = ("gamma", "v_th", "init_b", "init_c", "surrogate", "surrogate_widt
                "reset_order", "detach_reset", "per_neuron", "decay", "learn_decay", "reset",
                "hidden", "recurrent", "dropout", "readout", "strategy", "matmul_dtype",
                "remat_chunk")
+
+
+class _QuietOrbax(std_logging.Filter):
+    """Orbax logs every save at INFO through absl; keep its warnings, drop the chatter."""
+
+    def filter(self, record):
+        return record.levelno >= std_logging.WARNING or "orbax" not in record.pathname
+
+
+logging.get_absl_logger().addFilter(_QuietOrbax())
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -301,7 +312,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     os.makedirs(workdir, exist_ok=True)
     if config.get("distributed", False):
         jax.distributed.initialize()
-    dataset = data_lib.load_dataset(config.task, config.data, workdir=workdir)
+    data_fields = {k: v for k, v in config.data.items() if k != "on_device"}
+    dataset = data_lib.load_dataset(config.task, data_fields, workdir=workdir)
     for k, v in dataset.info.items():
         logging.info("data %s: %s", k, v)
     model = build_model(config, dataset.num_features, dataset.num_classes)
@@ -429,10 +441,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     summary = {"best_acc": best, "best_test_acc": best_test,
                "final_test_acc": history[-1]["test_acc"], "history": history,
                "params": params, "model": model, "workdir": workdir}
-    msg = (f"{config.task} {config.model.preset} ({config.model.neuron}): best "
-           f"{'val' if select == 'valid' else 'test'} accuracy {100 * best:.2f}%, best test "
-           f"{100 * best_test:.2f}%, final test {100 * history[-1]['test_acc']:.2f}% "
-           f"after {meta['step']} steps; metrics in {os.path.join(workdir, 'metrics.jsonl')}")
+    val = f"best val accuracy {100 * best:.2f}%, " if select == "valid" else ""
+    msg = (f"{config.task} {config.model.preset} ({config.model.neuron}): {val}best test accuracy "
+           f"{100 * best_test:.2f}%, final test {100 * history[-1]['test_acc']:.2f}% after "
+           f"{meta['step']} steps; metrics in {os.path.join(workdir, 'metrics.jsonl')}")
     logging.info(msg)
     print(msg, flush=True)
     return summary
@@ -458,6 +470,5 @@ def _consume(pending, meta, tc, loss_sum, correct_sum, seen, bar):
     correct_sum += acc * batch
     seen += batch
     bar.update(1)
-    bar.set_postfix(loss=f"{loss:.3f}", acc=f"{acc:.3f}",
-                    it_s=f"{bar.format_dict['rate'] or 0:.2f}")
+    bar.set_postfix(loss=f"{loss:.3f}", acc=f"{acc:.3f}")  # the bar itself shows steps/s
     return loss_sum, correct_sum, seen

@@ -4,7 +4,174 @@ Interface (used by ``tclif_jax.train``):
 
 * ``default_config(name) -> ml_collections.ConfigDict``: every field a dataset
   understands, with defaults (always ``dir``, ``train_limit``, ``test_limit``).
-* ``load_dataset(name, config, workdir=None) -> SequenceDataset``.
+* ``load_dataset(name, config, workdir=None) -> SequenceDataset``: splits
+  ``{"train", "test"}`` plus ``"valid"`` for SSC and GSC, each ``(inputs (N, T, F),
+  labels (N,) int32)``; the model input is ``inputs.astype(float32) * input_scale``.
 * ``DataNotFoundError``: raised with the dataset name, the folder searched and
-  how to provide the files.
+  how to provide the files. Nothing here downloads unless ``config.download`` is set.
+
+| name | T x F | classes | stored as | source |
+|---|---|---|---|---|
+| smnist, psmnist | 784 x 1 | 10 | uint8, scale 1/255 | IDX folder or TFDS ``mnist`` |
+| gsc | 101 x 40 | 12 | float32 log-mel, z-scored | TFDS ``speech_commands``, cached |
+| shd, ssc | 250 x 700 | 20, 35 | uint8/uint16 counts | tonic's .h5 files |
+| delayed_cue | (cue + delay + go) x channels | num_classes | uint8 0/1 | generated |
+| digits | 64 x 1 | 10 | uint8, scale 1/16 | scikit-learn (bundled) |
+
+``limits`` (``train_limit``, ``test_limit``; 0 = all) keep the first N examples of
+train and of test/valid, applied before any feature computation.
 """
+
+from __future__ import annotations
+
+import ml_collections
+import numpy as np
+
+from tclif_jax.data._common import DataNotFoundError, SequenceDataset, default_data_dir, take
+
+__all__ = ["SequenceDataset", "DataNotFoundError", "DATASETS", "default_config", "load_dataset",
+           "default_data_dir"]
+
+DATASETS = ("smnist", "psmnist", "gsc", "shd", "ssc", "delayed_cue", "digits")
+NUM_CLASSES = {"smnist": 10, "psmnist": 10, "gsc": 12, "shd": 20, "ssc": 35, "digits": 10}
+
+
+def _check_name(name: str) -> None:
+    if name not in DATASETS:
+        raise ValueError(f"Unknown dataset {name!r}; valid names are: {', '.join(DATASETS)}.")
+
+
+def default_config(name: str) -> ml_collections.ConfigDict:
+    """All data fields dataset ``name`` understands, with their defaults.
+
+    ``dir=""`` means the default location: for TFDS sources TFDS's own data dir, else
+    ``$TCLIF_DATA_DIR`` or ``~/tclif_data`` (see ``default_data_dir``).
+    """
+    _check_name(name)
+    c = ml_collections.ConfigDict()
+    c.dir = ""
+    c.train_limit = 0
+    c.test_limit = 0
+    if name in ("smnist", "psmnist"):
+        c.source = "auto"          # "auto" (IDX folder if present, else TFDS), "idx" or "tfds"
+        c.download = False         # let TFDS download (needs internet)
+        if name == "psmnist":
+            c.permutation_seed = 0
+    elif name == "gsc":
+        c.download = False
+        c.cache_dir = ""           # "" -> <dir or default_data_dir()>/tclif_gsc_features
+        c.use_cache = True
+        c.sample_rate = 16000
+        c.n_fft = 480
+        c.hop_length = 160
+        c.n_mels = 40
+        c.fmin = 40.0
+        c.fmax = 4000.0
+        c.num_frames = 101
+        c.pad_mode = "reflect"     # librosa < 0.10's default, which the official code ran on
+        c.top_db = 80.0
+    elif name in ("shd", "ssc"):
+        c.time_steps = 250
+        c.max_time = 1.4           # seconds
+        c.num_channels = 700
+    elif name == "delayed_cue":
+        # Quickstart defaults: a feed-forward TC-LIF (64, 64) with readout "last" solves
+        # delay 200 in ~10 epochs on CPU; LIF (decay 0.8) stays at chance.
+        c.delay = 200
+        c.num_classes = 4
+        c.cue_steps = 5
+        c.go_steps = 1
+        c.num_channels = 16
+        c.noise = 0.05
+        c.num_train = 2048
+        c.num_test = 512
+        c.seed = 0
+    elif name == "digits":
+        c.seed = 0
+        c.test_fraction = 0.2
+    return c
+
+
+def _merge(name: str, config) -> ml_collections.ConfigDict:
+    merged = default_config(name)
+    if config is None:
+        return merged
+    items = config.items() if hasattr(config, "items") else vars(config).items()
+    unknown = sorted(k for k, _ in items if k not in merged and k != "name")
+    if unknown:
+        raise ValueError(f"Unknown data field(s) {unknown} for {name!r}; valid fields: "
+                         f"{', '.join(sorted(merged.keys()))}.")
+    for k, v in items:
+        if k != "name":
+            merged[k] = v
+    return merged
+
+
+def _limit(splits: dict, config) -> dict:
+    # For loaders that cannot cut earlier (generated data); idempotent after early cuts.
+    out = {}
+    for split, (x, y) in splits.items():
+        lim = config.train_limit if split == "train" else config.test_limit
+        n = take(lim, len(y))
+        out[split] = (x[:n], y[:n])
+    return out
+
+
+def load_dataset(name: str, config=None, workdir: str | None = None) -> SequenceDataset:
+    """Load dataset ``name`` with ``config`` (a ConfigDict/dict of fields; missing ones default).
+
+    ``workdir`` is where run state lives; PS-MNIST keeps its permutation there.
+    Raises ``DataNotFoundError`` when files are missing (never downloads unless
+    ``config.download``), ``ValueError`` for an unknown name or field.
+    """
+    _check_name(name)
+    config = _merge(name, config)
+    scale, info = 1.0, {}
+    if name in ("smnist", "psmnist"):
+        from tclif_jax.data import mnist
+
+        splits, info = mnist.load_mnist(name, config)
+        if name == "psmnist":
+            perm, pinfo = mnist.permutation(config.permutation_seed, workdir)
+            splits = {k: (x[:, perm], y) for k, (x, y) in splits.items()}
+            info.update(pinfo)
+        scale = 1.0 / 255.0
+    elif name == "gsc":
+        from tclif_jax.data import gsc
+
+        splits, info = gsc.load_gsc(config)
+    elif name in ("shd", "ssc"):
+        from tclif_jax.data import spiking_audio
+
+        splits, info = spiking_audio.load_hsd(name, config)
+    elif name == "delayed_cue":
+        from tclif_jax.data import synthetic
+
+        kw = dict(delay=int(config.delay), num_classes=int(config.num_classes),
+                  cue_steps=int(config.cue_steps), go_steps=int(config.go_steps),
+                  num_channels=int(config.num_channels), noise=float(config.noise),
+                  seed=int(config.seed))
+        # Generate only what the limits keep; separate streams keep train and test independent.
+        n_train = take(config.train_limit, int(config.num_train))
+        n_test = take(config.test_limit, int(config.num_test))
+        splits = {"train": synthetic.delayed_cue(n_train, stream=0, **kw),
+                  "test": synthetic.delayed_cue(n_test, stream=1, **kw)}
+        info = {"cue_channels": [g.tolist() for g in synthetic.cue_groups(kw["num_channels"],
+                                                                            kw["num_classes"])],
+                "go_channel": kw["num_channels"] - 1}
+        num_classes = kw["num_classes"]
+    elif name == "digits":
+        from tclif_jax.data import synthetic
+
+        (xtr, ytr), (xte, yte) = synthetic.digits(int(config.seed), float(config.test_fraction))
+        splits = {"train": (xtr, ytr), "test": (xte, yte)}
+        scale = 1.0 / 16.0
+    splits = _limit(splits, config)
+    for split, (x, _) in splits.items():
+        if x.dtype.kind == "f" and not np.isfinite(x).all():
+            raise ValueError(f"{name}/{split}: non-finite inputs; this is a bug in the loader.")
+    if name != "delayed_cue":
+        num_classes = NUM_CLASSES[name]
+    info.setdefault("config", config.to_dict())
+    return SequenceDataset(name=name, splits=splits, num_classes=num_classes,
+                           input_scale=scale, info=info)
