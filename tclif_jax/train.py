@@ -301,12 +301,29 @@ def _write_history(workdir: str, history: list[dict]) -> None:
     _plot_curves(history, os.path.join(workdir, "learning_curve.png"))
 
 
+@dataclasses.dataclass
+class _Run:
+    """What stays fixed during one run: compiled steps, data, checkpoints, settings."""
+
+    config: ml_collections.ConfigDict
+    workdir: str
+    splits: dict[str, _Split]
+    train_step: Callable
+    eval_step: Callable
+    schedule: Callable
+    ckpts: RunCheckpoints
+    steps_per_epoch: int
+    n_dev: int
+    select: str  # the split that picks the best checkpoint: "valid" if there is one, else "test"
+    start_time: float = 0.0
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
     """Train ``config`` in ``workdir``, resuming from its last checkpoint if there is one.
 
     Returns a summary: ``best_acc`` (best validation accuracy where the task has a
     validation split, else best test accuracy), ``best_test_acc``, ``final_test_acc``,
-    ``history`` (the metrics.jsonl records) and ``params``.
+    ``history`` (the metrics.jsonl records), ``params`` and ``model`` (holding them).
     """
     config = resolve_config(config)
     os.makedirs(workdir, exist_ok=True)
@@ -317,142 +334,146 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     for k, v in dataset.info.items():
         logging.info("data %s: %s", k, v)
     model = build_model(config, dataset.num_features, dataset.num_classes)
-    spec = model.spec
-    tc, oc = config.train, config.optimizer
+    tc = config.train
 
     mesh = make_mesh()
     n_dev = mesh.devices.size
     if tc.batch_size % n_dev:
         raise ValueError(f"train.batch_size={tc.batch_size} must be a multiple of the "
                          f"{n_dev} devices (data-parallel); try {tc.batch_size - tc.batch_size % n_dev or n_dev}.")
-    train_x, train_y = dataset.splits["train"]
-    if len(train_y) < tc.batch_size:
-        raise ValueError(f"The training split has {len(train_y)} examples, fewer than "
+    num_train = len(dataset.splits["train"][1])
+    if num_train < tc.batch_size:
+        raise ValueError(f"The training split has {num_train} examples, fewer than "
                          f"train.batch_size={tc.batch_size}; lower the batch size or raise data.train_limit.")
     on_device = config.data.get("on_device", "auto")
     total_bytes = sum(a.nbytes for xy in dataset.splits.values() for a in xy)
     place = total_bytes < 2**31 if on_device == "auto" else bool(on_device)
     splits = {name: _Split(x, y, mesh, place) for name, (x, y) in dataset.splits.items()}
-    steps_per_epoch = len(train_y) // tc.batch_size
-    tx, schedule = make_optimizer(oc, steps_per_epoch, tc.num_epochs)
+    steps_per_epoch = num_train // tc.batch_size
+    tx, schedule = make_optimizer(config.optimizer, steps_per_epoch, tc.num_epochs)
 
     # Copy: the step donates its params, which must not be the module's own buffers.
     params = jax.tree.map(np.array, model.arrays())
     p_sh = param_shardings(params, mesh, config.get("mesh", {}).get("shard_params", False))
     params = jax.device_put(params, p_sh)
     opt_state, o_sh = init_opt_state(tx, params, mesh)
-    train_step = make_train_step(spec, tx, input_scale=dataset.input_scale, mesh=mesh,
-                                 shardings=(p_sh, o_sh))
-    eval_step = make_eval_step(spec, input_scale=dataset.input_scale)
+    run = _Run(config, workdir, splits,
+               make_train_step(model.spec, tx, input_scale=dataset.input_scale, mesh=mesh,
+                               shardings=(p_sh, o_sh)),
+               make_eval_step(model.spec, input_scale=dataset.input_scale), schedule,
+               RunCheckpoints(workdir, keep=tc.keep_checkpoints), steps_per_epoch, n_dev,
+               "valid" if "valid" in splits else "test")
 
-    ckpts = RunCheckpoints(workdir, keep=tc.keep_checkpoints)
     fingerprint = _fingerprint(config, dataset)
     meta = {"epoch": 0, "step": 0, "epoch_step": 0, "sums": [0.0, 0.0, 0], "history": [],
             "best_acc": -1.0, "best_test_acc": -1.0, "nonfinite_skipped": 0, "elapsed": 0.0,
             "fingerprint": fingerprint}
-    if ckpts.latest_step() is not None:
-        (params, opt_state), meta = ckpts.restore(abstract_like((params, opt_state)), fingerprint)
+    if run.ckpts.latest_step() is not None:
+        (params, opt_state), meta = run.ckpts.restore(abstract_like((params, opt_state)), fingerprint)
         logging.info("Resumed from step %d (epoch %d) in %s", meta["step"], meta["epoch"], workdir)
     with open(os.path.join(workdir, "config.json"), "w") as f:
         json.dump(config.to_dict(), f, indent=1, default=str)
 
-    select = "valid" if "valid" in splits else "test"
-    base_key = jax.random.key(config.seed)
-    max_steps = tc.max_steps or None
-    start_time = time.time() - meta["elapsed"]
-    done = meta["epoch"] >= tc.num_epochs or (max_steps is not None and meta["step"] >= max_steps)
+    run.start_time = time.time() - meta["elapsed"]
+    def finished():
+        return meta["epoch"] >= tc.num_epochs or bool(tc.max_steps and meta["step"] >= tc.max_steps)
 
-    from tqdm.auto import tqdm
-
-    while not done:
-        epoch = meta["epoch"]
-        order = np.random.default_rng([config.seed, epoch]).permutation(len(train_y))
-        bar = tqdm(total=steps_per_epoch, initial=meta["epoch_step"], desc=f"epoch {epoch + 1}/{tc.num_epochs}",
-                   disable=not tc.progress, leave=False, dynamic_ncols=True)
-        loss_sum, correct_sum, seen = meta["sums"]
+    while not finished():
         epoch_start = time.time()
-        pending = None
-        stopped_early = False
-        for b in range(meta["epoch_step"], steps_per_epoch):
-            if max_steps is not None and meta["step"] >= max_steps:
-                stopped_early = True
-                break
-            x, y = splits["train"].batch(order[b * tc.batch_size:(b + 1) * tc.batch_size])
-            key = jax.random.fold_in(base_key, meta["step"])
-            params, opt_state, metrics = train_step(params, opt_state, x, y, key)
-            # Read the previous step's metrics after dispatching this one (no pipeline stall).
-            if pending is not None:
-                loss_sum, correct_sum, seen = _consume(pending, meta, tc, loss_sum, correct_sum, seen, bar)
-            pending = (metrics, meta["step"], epoch, tc.batch_size)
-            meta["step"] += 1
-            meta["epoch_step"] = b + 1
-            if tc.checkpoint_every_steps and meta["step"] % tc.checkpoint_every_steps == 0 \
-                    and meta["epoch_step"] < steps_per_epoch:
-                loss_sum, correct_sum, seen = _consume(pending, meta, tc, loss_sum, correct_sum, seen, bar)
-                pending = None
-                meta["sums"] = [loss_sum, correct_sum, seen]
-                meta["elapsed"] = time.time() - start_time
-                ckpts.save(meta["step"], (params, opt_state), meta)
-        if pending is not None:
-            loss_sum, correct_sum, seen = _consume(pending, meta, tc, loss_sum, correct_sum, seen, bar)
-        bar.close()
-        if max_steps is not None and meta["step"] >= max_steps:
-            stopped_early = True
-
-        # Epoch end (or the max_steps stop, logged the same way).
-        record = {"epoch": epoch + 1, "step": meta["step"],
-                  "train_loss": loss_sum / max(seen, 1), "train_acc": correct_sum / max(seen, 1)}
-        for name, split in splits.items():
-            if name == "train":
-                continue
-            ev = _evaluate(eval_step, params, split, tc.eval_batch_size or tc.batch_size, n_dev)
-            record[f"{'val' if name == 'valid' else name}_acc"] = ev["acc"]
-            record[f"{'val' if name == 'valid' else name}_loss"] = ev["loss"]
-            if name == select:
-                record["firing_rates"] = ev["rates"]
-        record["lr"] = float(schedule(meta["step"]))
-        record["epoch_time"] = round(time.time() - epoch_start, 3)
-        record["wall_time"] = round(time.time() - start_time, 3)
-        record["partial_epoch"] = stopped_early
-        sel = record["val_acc" if select == "valid" else "test_acc"]
-        is_best = sel > meta["best_acc"]
-        record["best_acc"] = max(meta["best_acc"], sel)
-        record["best_test_acc"] = max(meta["best_test_acc"], record["test_acc"])
-        if not stopped_early:  # a resumed run must end as an uninterrupted one would
-            meta["best_acc"], meta["best_test_acc"] = record["best_acc"], record["best_test_acc"]
-        # A max_steps stop logged a partial record for this epoch; the full one replaces it.
-        meta["history"] = [h for h in meta["history"] if h["epoch"] != record["epoch"]]
-        meta["history"].append(record)
-        meta["epoch"] = epoch + (0 if stopped_early else 1)
-        meta["epoch_step"] = meta["epoch_step"] if stopped_early else 0
-        meta["sums"] = [0.0, 0.0, 0] if not stopped_early else [loss_sum, correct_sum, seen]
-        meta["elapsed"] = time.time() - start_time
-        ckpts.save(meta["step"], (params, opt_state), meta, best=is_best)
-        _write_history(workdir, meta["history"])
-        logging.info("epoch %d step %d: %s", epoch + 1, meta["step"],
-                     {k: v for k, v in record.items() if k.endswith(("acc", "loss"))})
-        done = stopped_early or meta["epoch"] >= tc.num_epochs
+        params, opt_state = _train_epoch(run, params, opt_state, meta)
+        _end_epoch(run, params, opt_state, meta, meta["epoch_step"] < steps_per_epoch, epoch_start)
 
     history = meta["history"]
     if not history:
         raise RuntimeError(f"Nothing was trained in {workdir}: train.num_epochs={tc.num_epochs}.")
     model.set_arrays(jax.tree.map(np.asarray, params))
     best, best_test = history[-1]["best_acc"], history[-1]["best_test_acc"]
-    summary = {"best_acc": best, "best_test_acc": best_test,
-               "final_test_acc": history[-1]["test_acc"], "history": history,
-               "params": params, "model": model, "workdir": workdir}
-    val = f"best val accuracy {100 * best:.2f}%, " if select == "valid" else ""
+    val = f"best val accuracy {100 * best:.2f}%, " if run.select == "valid" else ""
     msg = (f"{config.task} {config.model.preset} ({config.model.neuron}): {val}best test accuracy "
            f"{100 * best_test:.2f}%, final test {100 * history[-1]['test_acc']:.2f}% after "
            f"{meta['step']} steps; metrics in {os.path.join(workdir, 'metrics.jsonl')}")
     logging.info(msg)
     print(msg, flush=True)
-    return summary
+    return {"best_acc": best, "best_test_acc": best_test, "final_test_acc": history[-1]["test_acc"],
+            "history": history, "params": params, "model": model, "workdir": workdir}
 
 
-def _consume(pending, meta, tc, loss_sum, correct_sum, seen, bar):
-    """Fold one step's metrics into the epoch sums; stop on a non-finite loss."""
+def _train_epoch(run: _Run, params, opt_state, meta: dict):
+    """Train from ``meta["epoch_step"]`` to the epoch's end or ``train.max_steps``,
+    checkpointing every ``train.checkpoint_every_steps``; updates ``meta`` in place."""
+    from tqdm.auto import tqdm
+
+    tc = run.config.train
+    epoch = meta["epoch"]
+    order = np.random.default_rng([run.config.seed, epoch]).permutation(run.splits["train"].n)
+    base_key = jax.random.key(run.config.seed)
+    bar = tqdm(total=run.steps_per_epoch, initial=meta["epoch_step"], leave=False,
+               desc=f"epoch {epoch + 1}/{tc.num_epochs}", disable=not tc.progress, dynamic_ncols=True)
+    pending = None
+    for b in range(meta["epoch_step"], run.steps_per_epoch):
+        if tc.max_steps and meta["step"] >= tc.max_steps:
+            break
+        x, y = run.splits["train"].batch(order[b * tc.batch_size:(b + 1) * tc.batch_size])
+        key = jax.random.fold_in(base_key, meta["step"])
+        params, opt_state, metrics = run.train_step(params, opt_state, x, y, key)
+        # Read the previous step's metrics after dispatching this one (no pipeline stall).
+        if pending is not None:
+            _consume(pending, meta, tc, bar)
+        pending = (metrics, meta["step"], epoch, tc.batch_size)
+        meta["step"] += 1
+        meta["epoch_step"] = b + 1
+        if (tc.checkpoint_every_steps and meta["step"] % tc.checkpoint_every_steps == 0
+                and meta["epoch_step"] < run.steps_per_epoch):
+            _consume(pending, meta, tc, bar)
+            pending = None
+            meta["elapsed"] = time.time() - run.start_time
+            run.ckpts.save(meta["step"], (params, opt_state), meta)
+    if pending is not None:
+        _consume(pending, meta, tc, bar)
+    bar.close()
+    return params, opt_state
+
+
+def _end_epoch(run: _Run, params, opt_state, meta: dict, stopped_early: bool, epoch_start: float):
+    """Evaluate, log a metrics record, checkpoint (also as best), and advance ``meta``."""
+    tc = run.config.train
+    loss_sum, correct_sum, seen = meta["sums"]
+    record = {"epoch": meta["epoch"] + 1, "step": meta["step"],
+              "train_loss": loss_sum / max(seen, 1), "train_acc": correct_sum / max(seen, 1)}
+    for name, split in run.splits.items():
+        if name == "train":
+            continue
+        ev = _evaluate(run.eval_step, params, split, tc.eval_batch_size or tc.batch_size, run.n_dev)
+        prefix = "val" if name == "valid" else name
+        record[f"{prefix}_acc"], record[f"{prefix}_loss"] = ev["acc"], ev["loss"]
+        if name == run.select:
+            record["firing_rates"] = ev["rates"]
+    record["lr"] = float(run.schedule(meta["step"]))
+    record["epoch_time"] = round(time.time() - epoch_start, 3)
+    record["wall_time"] = round(time.time() - run.start_time, 3)
+    record["partial_epoch"] = stopped_early
+    selected = record["val_acc" if run.select == "valid" else "test_acc"]
+    is_best = selected > meta["best_acc"]
+    record["best_acc"] = max(meta["best_acc"], selected)
+    record["best_test_acc"] = max(meta["best_test_acc"], record["test_acc"])
+    if not stopped_early:
+        # A max_steps stop reports its evaluation but does not move the run's state, so a
+        # resumed run ends exactly as an uninterrupted one would.
+        meta["best_acc"], meta["best_test_acc"] = record["best_acc"], record["best_test_acc"]
+        meta["epoch"], meta["epoch_step"], meta["sums"] = meta["epoch"] + 1, 0, [0.0, 0.0, 0]
+    # A partial record logged earlier for this epoch is replaced by the new one.
+    meta["history"] = [h for h in meta["history"] if h["epoch"] != record["epoch"]] + [record]
+    meta["elapsed"] = time.time() - run.start_time
+    run.ckpts.save(meta["step"], (params, opt_state), meta, best=is_best)
+    _write_history(run.workdir, meta["history"])
+    logging.info("epoch %d step %d: %s", record["epoch"], meta["step"],
+                 {k: v for k, v in record.items() if k.endswith(("acc", "loss"))})
+
+
+def _consume(pending, meta: dict, tc, bar) -> None:
+    """Fold one step's metrics into ``meta["sums"]``; stop on a non-finite loss."""
     metrics, step, epoch, batch = pending
+    bar.update(1)
     if not bool(metrics["finite"]):
         if not tc.skip_nonfinite:
             raise NonFiniteLossError(
@@ -463,12 +484,8 @@ def _consume(pending, meta, tc, loss_sum, correct_sum, seen, bar):
         meta["nonfinite_skipped"] += 1
         logging.warning("Skipped a non-finite batch at step %d (%d so far).", step,
                         meta["nonfinite_skipped"])
-        bar.update(1)
-        return loss_sum, correct_sum, seen
+        return
     loss, acc = float(metrics["loss"]), float(metrics["accuracy"])
-    loss_sum += loss * batch
-    correct_sum += acc * batch
-    seen += batch
-    bar.update(1)
+    loss_sum, correct_sum, seen = meta["sums"]
+    meta["sums"] = [loss_sum + loss * batch, correct_sum + acc * batch, seen + batch]
     bar.set_postfix(loss=f"{loss:.3f}", acc=f"{acc:.3f}")  # the bar itself shows steps/s
-    return loss_sum, correct_sum, seen

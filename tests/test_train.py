@@ -98,6 +98,11 @@ def test_max_steps_then_resume_equals_uninterrupted(toy, tmp_path):
     assert _strip(rest["history"]) == _strip(full["history"])
 
 
+def test_max_steps_at_an_epoch_end_logs_that_epoch_only(toy, tmp_path):
+    s = train_lib.train_and_evaluate(toy_config(max_steps=16), str(tmp_path))
+    assert [(r["epoch"], r["step"], r["partial_epoch"]) for r in s["history"]] == [(1, 8, False), (2, 16, False)]
+
+
 def test_crash_mid_epoch_resumes_from_step_checkpoint(toy, tmp_path, monkeypatch):
     full = train_lib.train_and_evaluate(toy_config(), str(tmp_path / "full"))
     real_step = train_lib.make_train_step
