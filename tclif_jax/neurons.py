@@ -172,6 +172,9 @@ def alif_step(params, state: ALIFState, current, *, tau_m: float, tau_adapt: flo
     a[t] = rho a[t-1] + S[t-1];  A[t] = v_th + beta_adapt a[t]
     U[t] = alpha U[t-1] + I[t] - A[t-1] S[t-1];  S[t] = H(U[t] - A[t])
     with alpha = exp(-1/tau_m) and rho = exp(-1/tau_adapt), tau in steps.
+    With a differentiable reset the term -A[t-1] dS/dU grows with the threshold and the
+    gradient explodes over long sequences (784-step S-MNIST); Bellec et al. stop it, and
+    ``detach_reset=True`` does the same.
     """
     alpha = math.exp(-1.0 / tau_m)
     rho = math.exp(-1.0 / tau_adapt)

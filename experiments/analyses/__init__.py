@@ -1,0 +1,6 @@
+"""Entry points that regenerate the paper's figures and tables (``python -m experiments.analyses.<name>``).
+
+gradient_norms (Table 7, Eq. 14-15), beta_grid (Figure 2), gradient_flow (Figure 3),
+learning_curves (Figure 4), landscape (Figure 5), energy (Table 2). Each writes a PNG
+and the numbers behind it (JSON/CSV) to ``--outdir``; ``--size`` picks smoke, cpu or paper.
+"""
