@@ -1,0 +1,67 @@
+"""Render benchmark JSON files (from ``--json`` runs) as the Markdown tables of RESULTS.md.
+
+Example::
+
+    python -m benchmarks.report benchmarks/results/cpu_*.json
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+
+def _gb(b):
+    return f"{b / 2**30:.2f}" if b else "-"
+
+
+def step_time_table(d: dict) -> str:
+    m = d["machine"]
+    pk = d["matmul_peak_gflops"]
+    lines = [f"**{d['preset']}**, batch {d['batch']}, T {d['steps']} "
+             f"({d['flops_counted']['total'] / 1e9:.1f} GFLOP of matmul work per step; "
+             f"matmul peak {d.get('matmul_peak_size', 2048)}^3 in the same run: "
+             f"f32 {pk['float32']:.0f}, bf16 {pk['bfloat16']:.0f} GFLOP/s; load avg {m['loadavg_1min']})",
+             "",
+             "| configuration | median s | min-max s | GFLOP/s | % of f32 peak | x torch | peak RSS GB | RSS x torch | RSS growth x torch |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for r in d["results"]:
+        lines.append(
+            f"| {r['name']} | {r['median_s']:.3f} | {r['min_s']:.3f}-{r['max_s']:.3f} | {r['gflops']:.1f} | "
+            f"{100 * r.get('frac_f32_peak', float('nan')):.1f}% | {r.get('ratio_vs_torch', float('nan')):.3f} | "
+            f"{_gb(r.get('peak_rss_bytes'))} | {r.get('rss_ratio_vs_torch', float('nan')):.2f} | "
+            f"{r.get('rss_growth_ratio_vs_torch', float('nan')):.2f} |")
+    return "\n".join(lines)
+
+
+def memory_table(d: dict) -> str:
+    lines = [f"**{d['preset']}**, batch {d['batch']}: peak RSS of one train step (GB)", "",
+             "| T | remat_chunk | run | peak RSS GB | note |", "|---|---|---|---|---|"]
+    for r in d["rows"]:
+        val = f"{r['peak_rss_gb']:.2f}" if "peak_rss_gb" in r else "-"
+        note = r.get("skipped", "") or ("error" if "error" in r else "")
+        run = "torch reference" if r["kind"] == "torch" else f"jax {r['strategy']} {r['matmul_dtype']}"
+        lines.append(f"| {r['steps']} | {r['remat_chunk'] or '-'} | {run} | {val} | {note} |")
+    return "\n".join(lines)
+
+
+def main(paths):
+    for p in paths:
+        with open(p) as f:
+            d = json.load(f)
+        kind = d.get("benchmark")
+        print(f"<!-- {p} -->")
+        if kind == "step_time":
+            print(step_time_table(d))
+        elif kind == "memory":
+            print(memory_table(d))
+        elif kind == "precision_accuracy":
+            for r in d["results"]:
+                print(f"- {r['matmul_dtype']}: test accuracy {100 * r['test_accuracy']:.2f}% "
+                      f"after {d['steps']} steps (train loss {r['final_train_loss_25']:.4f})")
+            print(f"- bf16 - f32: {d['bf16_minus_f32_points']:+.2f} points")
+        print()
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,367 @@
+"""Time one full train step (forward, backward, Adam update) of a preset on random data.
+
+Examples::
+
+    python -m benchmarks.step_time --preset smnist-ff-64 --batch 256
+    python -m benchmarks.step_time --preset smnist-rec-64 --batch 256 --strategy all \\
+        --matmul-dtype all --against torch --json
+
+What it does, in one process:
+
+* builds each requested JAX configuration (strategy x matmul dtype) with
+  ``tclif_jax.train.make_train_step`` and, with ``--against torch``, our PyTorch
+  reference (``benchmarks/torch_reference.py``) with the same weights;
+* compiles (timed separately), runs ``--warmup`` steps, then ``--repeats`` rounds in
+  which every configuration runs one step in turn (interleaved, so that load from
+  other processes hits all of them alike), each timed with ``block_until_ready``;
+* measures the f32 and bf16 matmul peak (a 2048^3 matmul, best of 3) once per round;
+* reports the median and spread per configuration, the counted matmul FLOPs of the
+  step, GFLOP/s, the fraction of the f32 peak, ratios against torch, and the peak RSS
+  of each configuration measured alone in a fresh subprocess (``--no-memory`` skips).
+
+Threads: torch uses ``torch.set_num_threads(--threads)`` (default: all cores); XLA's
+CPU client uses all cores (its default). Both therefore use the same cores.
+
+By default the process re-executes itself once with glibc malloc settings that keep
+freed memory mapped (``benchmarks.common.MALLOC_TUNABLES``), which removes the page
+faults of re-allocating the step's large buffers each call; ``--no-malloc-tuning``
+turns it off. torch runs in the same process, under the same settings.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+
+from benchmarks import common
+
+DTYPES = ("float32", "bfloat16")
+STRATS = ("layerwise", "fused")
+
+
+def _parse(argv=None):
+    p = argparse.ArgumentParser(prog="python -m benchmarks.step_time", description=__doc__.split("\n")[0])
+    p.add_argument("--preset", default="smnist-ff-64")
+    p.add_argument("--batch", type=int, default=256)
+    p.add_argument("--steps", type=int, default=0, help="time steps T (0: the preset's)")
+    p.add_argument("--strategy", default="auto", help="auto, layerwise, fused, a comma list, or all")
+    p.add_argument("--matmul-dtype", default="float32", help="float32, bfloat16, a comma list, or all")
+    p.add_argument("--remat-chunk", type=int, default=0)
+    p.add_argument("--repeats", type=int, default=5, help="timed rounds (each runs every config once)")
+    p.add_argument("--warmup", type=int, default=1)
+    p.add_argument("--against", choices=["none", "torch"], default="none")
+    p.add_argument("--threads", type=int, default=0, help="torch threads (0: all cores)")
+    p.add_argument("--torch-device", default="auto", help="auto (cuda if JAX runs on a GPU), cpu or cuda")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-memory", action="store_true", help="skip the per-config peak-RSS subprocesses")
+    p.add_argument("--memory-jobs", type=int, default=1, help="peak-RSS subprocesses run at once")
+    p.add_argument("--no-peak", action="store_true", help="skip the matmul peak measurement")
+    p.add_argument("--peak-size", type=int, default=2048, help="n of the n^3 peak matmul")
+    p.add_argument("--no-malloc-tuning", action="store_true")
+    p.add_argument("--json", action="store_true", help="print one JSON object (and nothing else on stdout)")
+    # Internal: measure one configuration's peak RSS in this (fresh) process and exit.
+    p.add_argument("--memory-probe", default="", help=argparse.SUPPRESS)
+    return p.parse_args(argv)
+
+
+def _list(value: str, valid, all_value):
+    items = list(all_value) if value == "all" else [v.strip() for v in value.split(",") if v.strip()]
+    bad = [v for v in items if v not in valid]
+    if bad:
+        raise SystemExit(f"Unknown value(s) {bad}; valid: {', '.join(valid)} or 'all'.")
+    return items
+
+
+def make_data(preset: str, batch: int, steps: int, seed: int):
+    """Random inputs of the preset's shape: pixels in [0, 1] for S-MNIST, spike counts
+    (Bernoulli 0.05) for the audio sets; random labels."""
+    import numpy as np
+    from tclif_jax.models import PRESETS
+
+    p = PRESETS[preset]
+    rng = np.random.default_rng(seed)
+    shape = (batch, steps, p["in_features"])
+    if p["in_features"] == 1:
+        x = rng.random(shape, dtype=np.float32)
+    else:
+        x = (rng.random(shape, dtype=np.float32) < 0.05).astype(np.float32)
+    y = rng.integers(0, p["num_classes"], size=(batch,)).astype(np.int32)
+    return x, y
+
+
+class JaxRunner:
+    def __init__(self, preset, batch, steps, strategy, mdt, remat_chunk, seed, x, y):
+        import jax
+        import optax
+        from tclif_jax.models import from_preset
+        from tclif_jax.train import make_train_step
+        from tclif_jax.layers import resolve_strategy
+
+        self.model = from_preset(preset, seed=seed, strategy=strategy, matmul_dtype=mdt,
+                                 remat_chunk=remat_chunk)
+        self.strategy, self.mdt = strategy, mdt
+        self.resolved = resolve_strategy(self.model.spec)
+        self.name = f"jax-{strategy}{'(' + self.resolved + ')' if strategy == 'auto' else ''}-{mdt}"
+        tx = optax.adam(5e-4)
+        params = self.model.arrays()
+        opt = tx.init(params)
+        self.x, self.y = jax.device_put(x), jax.device_put(y)
+        self.key = jax.random.key(seed)
+        step = make_train_step(self.model.spec, tx)
+        t0 = time.perf_counter()
+        self.compiled = step.lower(params, opt, self.x, self.y, self.key).compile()
+        self.compile_s = time.perf_counter() - t0
+        self.xla_flops = common.xla_flops(self.compiled)
+        self.state = [params, opt]
+        self.metrics = None
+
+    def step(self):
+        self.state[0], self.state[1], self.metrics = self.compiled(self.state[0], self.state[1],
+                                                                   self.x, self.y, self.key)
+        return self.state[0]
+
+    @staticmethod
+    def block(out):
+        import jax
+        jax.block_until_ready(out)
+
+
+class TorchRunner:
+    def __init__(self, model, preset, x, y, threads, device="cpu"):
+        import numpy as np
+        import torch
+        from tclif_jax.convert import to_official
+        from benchmarks.torch_reference import build_from_preset, make_torch_train_step
+
+        torch.set_num_threads(threads)
+        # XLA's CPU runtime flushes denormals to zero; without the same setting, torch
+        # slows down several-fold once the backward's adjoints decay into denormals.
+        torch.set_flush_denormal(True)
+        stride = 2 if "mnist" in preset else 3
+        self.device = torch.device(device)
+        self.net = build_from_preset(preset, to_official(model, stride)).to(self.device)
+        self._step = make_torch_train_step(self.net)
+        self.x = torch.from_numpy(np.ascontiguousarray(x)).to(self.device)
+        self.y = torch.from_numpy(y.astype(np.int64)).to(self.device)
+        self.name = "torch-reference" + ("-cuda" if self.device.type == "cuda" else "")
+        self.compile_s = 0.0
+        self.xla_flops = None
+
+    def step(self):
+        return self._step(self.x, self.y)
+
+    def block(self, out):
+        if self.device.type == "cuda":
+            import torch
+            torch.cuda.synchronize()
+        return out
+
+
+def _torch_device(choice: str) -> str:
+    if choice != "auto":
+        return choice
+    import jax
+    return "cuda" if jax.default_backend() == "gpu" else "cpu"
+
+
+def matmul_peak(dtype: str, n: int = 2048, reps: int = 3) -> float:
+    """Best GFLOP/s of an n^3 matmul (bf16: bf16 operands, f32 accumulation)."""
+    import jax
+    import jax.numpy as jnp
+
+    dt = jnp.dtype(dtype)
+    a = jnp.ones((n, n), dt)
+    b = jnp.ones((n, n), dt)
+    f = _peak_fn()
+    f(a, b).block_until_ready()
+    best = min(common.timed(lambda: f(a, b), jax.block_until_ready) for _ in range(reps))
+    return 2.0 * n**3 / best / 1e9
+
+
+_PEAK = None
+
+
+def _peak_fn():
+    global _PEAK
+    if _PEAK is None:
+        import jax
+        import jax.numpy as jnp
+        _PEAK = jax.jit(lambda a, b: jnp.matmul(a, b, preferred_element_type=jnp.float32))
+    return _PEAK
+
+
+def memory_probe(args) -> dict:
+    """Peak RSS of one configuration: build, compile, run 2 steps, read ru_maxrss."""
+    kind, strategy, mdt = args.memory_probe.split(":")
+    steps = args.steps or _preset_steps(args.preset)
+    x, y = make_data(args.preset, args.batch, steps, args.seed)
+    base = common.peak_rss_bytes()
+    out = {}
+    if kind == "torch":
+        from tclif_jax.models import from_preset
+        model = from_preset(args.preset, seed=args.seed)
+        r = TorchRunner(model, args.preset, x, y, args.threads or os.cpu_count(),
+                        _torch_device(args.torch_device))
+        for _ in range(2):
+            r.block(r.step())
+        if r.device.type == "cuda":
+            import torch
+            out["device_peak_bytes"] = int(torch.cuda.max_memory_allocated())
+    else:
+        import jax
+        r = JaxRunner(args.preset, args.batch, steps, strategy, mdt, args.remat_chunk, args.seed, x, y)
+        for _ in range(2):
+            r.block(r.step())
+        stats = jax.devices()[0].memory_stats() if jax.default_backend() != "cpu" else None
+        if stats and "peak_bytes_in_use" in stats:
+            out["device_peak_bytes"] = int(stats["peak_bytes_in_use"])
+    out.update(peak_rss_bytes=common.peak_rss_bytes(), rss_before_build_bytes=base)
+    return out
+
+
+def _preset_steps(preset):
+    from tclif_jax.models import PRESETS
+    return PRESETS[preset]["time_steps"]
+
+
+def main(argv=None) -> dict:
+    args = _parse(argv)
+    common.ensure_malloc_tuning(not args.no_malloc_tuning)
+    if args.memory_probe:
+        out = memory_probe(args)
+        print(json.dumps(out))
+        return out
+
+    import jax
+    from tclif_jax.models import PRESETS
+    from tclif_jax.layers import STRATEGIES
+
+    if args.preset not in PRESETS:
+        raise SystemExit(f"Unknown preset {args.preset!r}; valid: {', '.join(PRESETS)}.")
+    strategies = _list(args.strategy, STRATEGIES, STRATS)
+    dtypes = _list(args.matmul_dtype, DTYPES, DTYPES)
+    p = PRESETS[args.preset]
+    steps = args.steps or p["time_steps"]
+    threads = args.threads or os.cpu_count()
+    log = (lambda *a: print(*a, file=sys.stderr, flush=True)) if args.json else \
+        (lambda *a: print(*a, flush=True))
+
+    x, y = make_data(args.preset, args.batch, steps, args.seed)
+    runners = []
+    for st in strategies:
+        for dt in dtypes:
+            r = JaxRunner(args.preset, args.batch, steps, st, dt, args.remat_chunk, args.seed, x, y)
+            log(f"compiled {r.name} in {r.compile_s:.1f} s")
+            runners.append(r)
+    if args.against == "torch":
+        try:
+            runners.append(TorchRunner(runners[0].model, args.preset, x, y, threads,
+                                       _torch_device(args.torch_device)))
+        except ImportError as e:
+            raise SystemExit(f"--against torch needs PyTorch ({e}); pip install -e '.[bench]' "
+                             "(on the CPU machines here: pip install torch==2.13.0).")
+
+    for r in runners:
+        for _ in range(args.warmup):
+            r.block(r.step())
+    times = {r.name: [] for r in runners}
+    peaks = {"float32": [], "bfloat16": []}
+    for i in range(args.repeats):
+        if not args.no_peak:
+            for dt in peaks:
+                peaks[dt].append(matmul_peak(dt, args.peak_size))
+        for r in runners:
+            times[r.name].append(common.timed(r.step, r.block))
+        log(f"round {i + 1}/{args.repeats}: " + ", ".join(f"{k} {v[-1]:.3f}s" for k, v in times.items()))
+
+    flops = common.matmul_flops(p["hidden"], p["in_features"], p["num_classes"], p.get("recurrent", ()),
+                                args.batch, steps)
+    peak = {dt: (sorted(v)[len(v) // 2] if v else None) for dt, v in peaks.items()}
+    peak_best = {dt: (max(v) if v else None) for dt, v in peaks.items()}
+    results = []
+    torch_med = None
+    for r in runners:
+        s = common.summarize(times[r.name])
+        rec = {"name": r.name, **s, "total_s": sum(times[r.name]), "compile_s": round(r.compile_s, 2)}
+        if isinstance(r, JaxRunner):
+            rec.update(strategy=r.strategy, resolved_strategy=r.resolved, matmul_dtype=r.mdt,
+                       xla_cost_analysis_flops=r.xla_flops)
+            rec["loss_finite"] = bool(r.metrics["finite"])
+        else:
+            torch_med = s["median_s"]
+            rec.update(strategy="python-loop", matmul_dtype="float32", device=str(r.device))
+        rec["gflops"] = flops["total"] / s["median_s"] / 1e9
+        if peak["float32"]:
+            rec["frac_f32_peak"] = rec["gflops"] / peak["float32"]
+        results.append(rec)
+    if torch_med:
+        for rec in results:
+            rec["ratio_vs_torch"] = rec["median_s"] / torch_med
+
+    if not args.no_memory:
+        arg_lists = []
+        for r in runners:
+            probe = "torch::" if isinstance(r, TorchRunner) else f"jax:{r.strategy}:{r.mdt}"
+            margs = ["--preset", args.preset, "--batch", str(args.batch), "--steps", str(steps),
+                     "--remat-chunk", str(args.remat_chunk), "--seed", str(args.seed),
+                     "--threads", str(threads), "--torch-device", args.torch_device,
+                     "--memory-probe", probe]
+            if args.no_malloc_tuning:
+                margs.append("--no-malloc-tuning")
+            arg_lists.append(margs)
+        probes = common.run_json_subprocesses("benchmarks.step_time", arg_lists, jobs=args.memory_jobs)
+        for m, rec in zip(probes, results):
+            rec["peak_rss_bytes"] = m.get("peak_rss_bytes")
+            rec["rss_before_build_bytes"] = m.get("rss_before_build_bytes")
+            if "device_peak_bytes" in m:
+                rec["device_peak_bytes"] = m["device_peak_bytes"]
+            if "error" in m:
+                rec["memory_error"] = m["error"][-300:]
+        t_mem = next((rec.get("peak_rss_bytes") for rec in results if rec["name"].startswith("torch")), None)
+        t_base = next((rec.get("rss_before_build_bytes") for rec in results
+                       if rec["name"].startswith("torch")), None)
+        if t_mem:
+            for rec in results:
+                if rec.get("peak_rss_bytes"):
+                    rec["rss_ratio_vs_torch"] = rec["peak_rss_bytes"] / t_mem
+                    # the same, counting only what the step adds above the imported runtime
+                    if rec.get("rss_before_build_bytes") and t_base and t_mem > t_base:
+                        rec["rss_growth_ratio_vs_torch"] = (
+                            (rec["peak_rss_bytes"] - rec["rss_before_build_bytes"]) / (t_mem - t_base))
+
+    out = {"benchmark": "step_time", "machine": common.machine_info(), "preset": args.preset,
+           "batch": args.batch, "steps": steps, "remat_chunk": args.remat_chunk,
+           "repeats": args.repeats, "torch_threads": threads if args.against == "torch" else None,
+           "flops_counted": flops, "matmul_peak_size": args.peak_size, "matmul_peak_gflops": peak, "matmul_peak_best_gflops": peak_best,
+           "results": results, "command": "python -m benchmarks.step_time " + " ".join(sys.argv[1:])}
+    if args.json:
+        print(json.dumps(out))
+    else:
+        _print_table(out)
+    return out
+
+
+def _print_table(out):
+    m = out["machine"]
+    print(f"\n{out['preset']}  batch {out['batch']}  T {out['steps']}  | {m['host_cpu']} x{m['cpu_count']} "
+          f"| jax {m['jax']} torch {m['torch']} | load {m['loadavg_1min']}")
+    pk = out["matmul_peak_gflops"]
+    if pk["float32"]:
+        print(f"matmul peak ({out['matmul_peak_size']}^3, median of rounds): f32 {pk['float32']:.0f} GFLOP/s, "
+              f"bf16 {pk['bfloat16']:.0f} GFLOP/s; counted step matmul work "
+              f"{out['flops_counted']['total'] / 1e9:.1f} GFLOP")
+    hdr = f"{'config':34s} {'median s':>9s} {'min-max s':>15s} {'GFLOP/s':>8s} {'%f32pk':>7s} {'x torch':>8s} {'RSS GB':>7s}"
+    print(hdr)
+    for r in out["results"]:
+        rss = r.get("peak_rss_bytes")
+        print(f"{r['name']:34s} {r['median_s']:9.3f} {r['min_s']:7.3f}-{r['max_s']:<7.3f} "
+              f"{r['gflops']:8.1f} {100 * r.get('frac_f32_peak', float('nan')):6.1f}% "
+              f"{r.get('ratio_vs_torch', float('nan')):8.3f} "
+              f"{(rss / 2**30) if rss else float('nan'):7.2f}")
+
+
+if __name__ == "__main__":
+    main()

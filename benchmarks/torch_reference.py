@@ -1,0 +1,165 @@
+"""Our PyTorch reference: the paper's networks in the official code's style.
+
+This is the baseline that ``benchmarks.step_time --against torch`` races. It is
+written the way the official TC-LIF code is (reference sections 1 and 3):
+stateful neuron modules that keep their potentials between calls, an
+``nn.Sequential`` named ``features`` called once per time step from a Python
+loop, eager mode, autograd through every step. Nothing here is vectorised over
+time on purpose: that is what the JAX library does differently.
+
+Per step and layer (v1 = dendrite, v2 = soma, both start at 0)::
+
+    v1 = v1 - sigmoid(c1) * v2 + x
+    v2 = v2 + sigmoid(c2) * v1
+    s  = H(v2 - V_th)            # triangle surrogate in the backward
+    v1 = v1 - gamma * s          # soft resets, not detached
+    v2 = v2 - V_th * s
+
+A recurrent layer wraps its neuron: ``x + hid_weight(s[t-1])`` (Linear(n, n) with
+bias, applied to zeros at t = 0). The readout Linear runs at every step and the
+logits are the sum over steps. State-dict names equal the official ones, so
+``tclif_jax.convert.to_official(model, stride)`` loads straight in.
+
+torch is optional (``pip install -e .[bench]``; on the CPU machines here
+``pip install torch==2.13.0`` takes the local CPU wheel).
+"""
+
+from __future__ import annotations
+
+from typing import Mapping
+
+import numpy as np
+import torch
+from torch import nn
+
+__all__ = ["TriangleSpike", "TCLIFNode", "RecurrentTCLIF", "OfficialStyleNet", "build_from_preset",
+           "make_torch_train_step"]
+
+
+class TriangleSpike(torch.autograd.Function):
+    """Heaviside forward (fires at x >= 0); backward max(0, 1 - |x|) (paper Eq. 21)."""
+
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return (x >= 0).to(x.dtype)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (x,) = ctx.saved_tensors
+        return grad * torch.clamp(1.0 - x.abs(), min=0.0)
+
+
+class TCLIFNode(nn.Module):
+    """Stateful TC-LIF neuron: one (c1, c2) pair per layer in ``decay_factor`` (1, 2)."""
+
+    def __init__(self, gamma: float, v_th: float, init_c=(0.0, 0.0)):
+        super().__init__()
+        self.gamma, self.v_th = float(gamma), float(v_th)
+        self.decay_factor = nn.Parameter(torch.tensor([list(init_c)], dtype=torch.float32))
+        self.v1 = self.v2 = None
+
+    def reset(self):
+        self.v1 = self.v2 = None
+
+    def forward(self, x):
+        if self.v1 is None:
+            self.v1 = torch.zeros_like(x)
+            self.v2 = torch.zeros_like(x)
+        c = torch.sigmoid(self.decay_factor[0])
+        v1 = self.v1 - c[0] * self.v2 + x
+        v2 = self.v2 + c[1] * v1
+        s = TriangleSpike.apply(v2 - self.v_th)
+        self.v1 = v1 - self.gamma * s
+        self.v2 = v2 - self.v_th * s
+        return s
+
+
+class RecurrentTCLIF(nn.Module):
+    """Official recurrent wrapper: adds ``hid_weight`` (Linear(n, n)) of the previous spikes."""
+
+    def __init__(self, n: int, node: TCLIFNode):
+        super().__init__()
+        self.hid_weight = nn.Linear(n, n)
+        self.sub_module = node
+        self.prev = None
+
+    def reset(self):
+        self.prev = None
+        self.sub_module.reset()
+
+    def forward(self, x):
+        prev = torch.zeros_like(x) if self.prev is None else self.prev
+        s = self.sub_module(x + self.hid_weight(prev))
+        self.prev = s
+        return s
+
+
+class OfficialStyleNet(nn.Module):
+    """``features`` = [Linear, (Dropout,) neuron] per layer, then the readout Linear.
+
+    ``stride`` 2 is the S-MNIST layout, 3 the GSC/SHD/SSC layout (a Dropout after
+    every hidden Linear). ``forward(x)`` takes batch-major ``(B, T, F)`` and loops
+    over T in Python, summing the readout over steps.
+    """
+
+    def __init__(self, in_features: int, hidden, num_classes: int, recurrent, *, gamma: float,
+                 v_th: float, init_c=(0.0, 0.0), stride: int = 2, dropout: float = 0.0):
+        super().__init__()
+        mods = []
+        widths = (in_features,) + tuple(hidden)
+        for i, n in enumerate(hidden):
+            mods.append(nn.Linear(widths[i], n))
+            if stride == 3:
+                mods.append(nn.Dropout(dropout))
+            node = TCLIFNode(gamma, v_th, init_c)
+            mods.append(RecurrentTCLIF(n, node) if i < len(recurrent) and recurrent[i] else node)
+        mods.append(nn.Linear(widths[-1], num_classes))
+        self.features = nn.Sequential(*mods)
+
+    def reset(self):
+        for m in self.features:
+            if hasattr(m, "reset"):
+                m.reset()
+
+    def forward(self, x):
+        self.reset()
+        out = 0.0
+        for t in range(x.shape[1]):
+            out = out + self.features(x[:, t, :])
+        return out
+
+
+def build_from_preset(preset: str, state_dict: Mapping[str, np.ndarray] | None = None,
+                      seed: int = 0) -> OfficialStyleNet:
+    """The torch network of a ``tclif_jax`` preset, with weights from ``state_dict``
+    (official names, e.g. ``to_official(model, stride)``) or torch's default init."""
+    from tclif_jax.models import PRESETS
+
+    p = PRESETS[preset]
+    settings = p["neuron_settings"]
+    stride = 2 if "mnist" in preset else 3
+    torch.manual_seed(seed)
+    net = OfficialStyleNet(p["in_features"], p["hidden"], p["num_classes"], p.get("recurrent", ()),
+                           gamma=settings["gamma"], v_th=settings["v_th"],
+                           init_c=settings.get("init_c") or (0.0, 0.0), stride=stride,
+                           dropout=p.get("dropout", 0.0))
+    if state_dict is not None:
+        sd = {k: torch.from_numpy(np.array(v, np.float32)) for k, v in state_dict.items()}
+        net.load_state_dict(sd, strict=True)
+    return net
+
+
+def make_torch_train_step(net: OfficialStyleNet, lr: float = 5e-4):
+    """``step(x, y) -> loss``: forward over all steps, cross-entropy, backward, Adam."""
+    opt = torch.optim.Adam(net.parameters(), lr=lr)
+    loss_fn = nn.CrossEntropyLoss()
+
+    def step(x, y):
+        opt.zero_grad(set_to_none=True)
+        loss = loss_fn(net(x), y)
+        loss.backward()
+        opt.step()
+        return loss.detach()
+
+    return step

@@ -1,0 +1,127 @@
+"""Smoke tests of the benchmark CLI (tiny batch and T) and of our PyTorch reference.
+
+The torch parts are skipped when torch is not installed (CI does not install it).
+"""
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from benchmarks import common
+from tclif_jax.models import PRESETS, from_preset
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+HAS_TORCH = importlib.util.find_spec("torch") is not None
+
+
+def _cli(*args, timeout=300):
+    out = subprocess.run([sys.executable, "-m", "benchmarks.step_time", *args, "--json"],
+                         capture_output=True, text=True, timeout=timeout, cwd=ROOT)
+    assert out.returncode == 0, out.stderr[-3000:]
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def _check_common_fields(res, n_jax):
+    assert res["benchmark"] == "step_time" and res["preset"] == "smnist-ff-64"
+    assert res["batch"] == 4 and res["steps"] == 16
+    m = res["machine"]
+    for key in ("jax", "flax", "host_cpu", "cpu_count", "backend", "date"):
+        assert m[key]
+    assert res["flops_counted"]["total"] > 0
+    assert res["matmul_peak_gflops"]["float32"] > 0 and res["matmul_peak_gflops"]["bfloat16"] > 0
+    jax_rows = [r for r in res["results"] if r["name"].startswith("jax-")]
+    assert len(jax_rows) == n_jax
+    for r in res["results"]:
+        assert r["n"] == 2 and 0 < r["min_s"] <= r["median_s"] <= r["max_s"] <= r["total_s"]
+        assert r["gflops"] > 0 and r["frac_f32_peak"] > 0
+    for r in jax_rows:
+        assert r["loss_finite"] and r["compile_s"] > 0
+        assert r["strategy"] in ("layerwise", "fused") and r["matmul_dtype"] in ("float32", "bfloat16")
+    return jax_rows
+
+
+def test_step_time_cli_json_fields_and_torch():
+    args = ["--preset", "smnist-ff-64", "--batch", "4", "--steps", "16", "--repeats", "2",
+            "--strategy", "all", "--matmul-dtype", "float32", "--threads", "1", "--peak-size", "256",
+            "--no-memory"]
+    if HAS_TORCH:
+        args += ["--against", "torch"]
+    res = _cli(*args)
+    jax_rows = _check_common_fields(res, n_jax=2)
+    assert {r["strategy"] for r in jax_rows} == {"layerwise", "fused"}
+    if HAS_TORCH:
+        t = [r for r in res["results"] if r["name"] == "torch-reference"][0]
+        assert t["ratio_vs_torch"] == 1.0 and all(r["ratio_vs_torch"] > 0 for r in jax_rows)
+        assert res["torch_threads"] == 1
+
+
+def test_memory_probe_reports_peak_rss():
+    # The per-configuration subprocess that step_time (without --no-memory) and
+    # benchmarks.memory run: build, compile, two steps, then VmHWM.
+    out = common.run_json_subprocess("benchmarks.step_time", [
+        "--preset", "smnist-ff-64", "--batch", "4", "--steps", "16", "--remat-chunk", "8",
+        "--memory-probe", "jax:fused:float32"])
+    assert "error" not in out, out
+    assert out["peak_rss_bytes"] > out["rss_before_build_bytes"] > 50 * 2**20
+
+
+def test_counted_flops_match_the_issue():
+    # ~100 GFLOP (ff) and ~190 GFLOP (rec) of matrix work per S-MNIST step at B=256.
+    for name, expected in (("smnist-ff-64", 98.7e9), ("smnist-rec-64", 182.6e9)):
+        p = PRESETS[name]
+        f = common.matmul_flops(p["hidden"], p["in_features"], p["num_classes"], p["recurrent"],
+                                256, 784)["total"]
+        assert f == pytest.approx(expected, rel=0.01)
+
+
+# ----------------------------------------------------------------------------- torch reference
+
+
+@pytest.mark.skipif(not HAS_TORCH, reason="torch not installed (optional extra '.[bench]')")
+@pytest.mark.parametrize("preset,steps", [("smnist-rec-64", 30), ("shd-rec", 15)])
+def test_torch_reference_matches_ours(preset, steps):
+    import torch
+    from tclif_jax.convert import to_official
+    from tclif_jax.models import apply
+    from benchmarks.torch_reference import build_from_preset
+
+    torch.set_num_threads(1)
+    model = from_preset(preset, seed=2)
+    p = PRESETS[preset]
+    rng = np.random.default_rng(0)
+    if p["in_features"] == 1:
+        x = rng.random((3, steps, 1), dtype=np.float32)
+    else:
+        x = (rng.random((3, steps, p["in_features"])) < 0.3).astype(np.float32)
+    y = np.array([1, 0, 2])
+    net = build_from_preset(preset, to_official(model, 2 if "mnist" in preset else 3))
+    xt = torch.from_numpy(x)
+    logits_t = net(xt)
+    loss_t = torch.nn.functional.cross_entropy(logits_t, torch.from_numpy(y))
+    loss_t.backward()
+
+    def loss(params):
+        logits, _ = apply(model.spec, params, jnp.asarray(x))
+        return -jnp.mean(jax.nn.log_softmax(logits)[jnp.arange(3), jnp.asarray(y)]), logits
+
+    (l, logits), g = jax.value_and_grad(loss, has_aux=True)(model.arrays())
+    np.testing.assert_allclose(np.asarray(logits), logits_t.detach().numpy(), rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(float(l), loss_t.item(), rtol=1e-5)
+    # Gradients agree too: the hand-written backward of our fused scan against torch autograd.
+    stride = 2 if "mnist" in preset else 3
+    grads = {name: prm.grad.numpy() for name, prm in net.named_parameters()}
+    first_w = np.asarray(g["layers"][0]["w_in"]).T
+    np.testing.assert_allclose(first_w, grads["features.0.weight"], rtol=2e-4,
+                               atol=2e-4 * np.abs(first_w).max())
+    last = len(model.layers) - 1
+    key = f"features.{stride * last + stride - 1}"
+    key += ".sub_module.decay_factor" if model.layers[last].recurrent is not None else ".decay_factor"
+    np.testing.assert_allclose(np.asarray(g["layers"][last]["neuron"]["c"]), grads[key][0],
+                               rtol=2e-4, atol=1e-5)
