@@ -17,25 +17,37 @@ import sys
 import time
 from typing import Any, Callable, Sequence
 
-# glibc settings that keep freed memory in the process instead of unmapping it: every
-# train step allocates the same large buffers again, and on a VM each first touch of a
-# fresh page costs a fault (~0.1-0.2 s per step for our 0.5-1 GB of scan buffers).
-# hugetlb=1 asks for transparent huge pages; mmap_max=0 serves large blocks from the
-# heap; trim_threshold keeps the heap from shrinking. Set before the process starts.
+# glibc malloc settings for the benchmark processes. XLA allocates the step's large
+# buffers (the scan residuals: ~1 GB for S-MNIST) afresh at every call, and on this VM
+# every first touch of a 4 KB page faults (~0.1-0.2 s per step). hugetlb=1 backs large
+# blocks with transparent huge pages (one fault per 2 MB); with mmap_max=0 and a high
+# trim threshold as well, a 200 MB output re-allocated in a loop went from 50,000 page
+# faults per call to ~1,000. Both JAX and torch run under the same settings; users get
+# the same by exporting GLIBC_TUNABLES before starting Python.
 MALLOC_TUNABLES = ("glibc.malloc.hugetlb=1:glibc.malloc.mmap_max=0:"
                    "glibc.malloc.trim_threshold=68719476736")
 _REEXEC_FLAG = "TCLIF_BENCH_REEXEC"
 
 
 def ensure_malloc_tuning(enabled: bool) -> None:
-    """Re-exec this Python process once with ``GLIBC_TUNABLES`` set (Linux/glibc only)."""
-    if not enabled or not sys.platform.startswith("linux") or os.environ.get(_REEXEC_FLAG):
+    """Re-exec this Python process once with the benchmark environment (Linux only):
+
+    * ``GLIBC_TUNABLES`` = ``MALLOC_TUNABLES`` (if ``enabled`` and glibc), and
+    * ``OMP_WAIT_POLICY=PASSIVE`` unless set: torch's OpenMP workers otherwise spin at
+      every barrier, and on a 2-core machine shared with other processes one descheduled
+      worker then stalls a step by 10-100x (measured: the recurrent S-MNIST reference took
+      14-133 s per step instead of 6-10 s). JAX does not use OpenMP.
+    """
+    if not sys.platform.startswith("linux") or os.environ.get(_REEXEC_FLAG):
         return
-    if "glibc" not in " ".join(platform.libc_ver()):
-        return
+    main_spec = getattr(sys.modules.get("__main__"), "__spec__", None)
+    if main_spec is None or not main_spec.name.startswith("benchmarks."):
+        return  # only when run as ``python -m benchmarks.<tool>``, never inside another program
     env = dict(os.environ)
     env[_REEXEC_FLAG] = "1"
-    env["GLIBC_TUNABLES"] = ":".join(x for x in (env.get("GLIBC_TUNABLES", ""), MALLOC_TUNABLES) if x)
+    env.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    if enabled and "glibc" in " ".join(platform.libc_ver()):
+        env["GLIBC_TUNABLES"] = ":".join(x for x in (env.get("GLIBC_TUNABLES", ""), MALLOC_TUNABLES) if x)
     os.execve(sys.executable, [sys.executable, *sys.orig_argv[1:]], env)
 
 
@@ -79,6 +91,7 @@ def machine_info(device=None) -> dict[str, Any]:
         "flax": flax.__version__,
         "optax": optax.__version__,
         "glibc_tunables": os.environ.get("GLIBC_TUNABLES", ""),
+        "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", ""),
         "xla_flags": os.environ.get("XLA_FLAGS", ""),
         "loadavg_1min": round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None,
     }

@@ -114,9 +114,11 @@ def main(argv=None):
     common.ensure_malloc_tuning(not args.no_malloc_tuning)
 
     data = load_mnist(args.data)
-    order = np.random.default_rng(args.seed).permutation(len(data["train"][1]))
-    if args.steps * args.batch > len(order):
-        raise SystemExit(f"--steps * --batch exceeds the {len(order)} training images.")
+    # One fixed order for both runs: shuffled epochs, as many as the steps need.
+    rng = np.random.default_rng(args.seed)
+    n = len(data["train"][1])
+    epochs = -(-args.steps * args.batch // n)
+    order = np.concatenate([rng.permutation(n) for _ in range(epochs)])
     results = [run(m, args, data, order) for m in ("float32", "bfloat16")]
     diff = 100 * (results[1]["test_accuracy"] - results[0]["test_accuracy"])
     out = {"benchmark": "precision_accuracy", "machine": common.machine_info(), "preset": args.preset,

@@ -22,10 +22,12 @@ What it does, in one process:
 Threads: torch uses ``torch.set_num_threads(--threads)`` (default: all cores); XLA's
 CPU client uses all cores (its default). Both therefore use the same cores.
 
-By default the process re-executes itself once with glibc malloc settings that keep
-freed memory mapped (``benchmarks.common.MALLOC_TUNABLES``), which removes the page
-faults of re-allocating the step's large buffers each call; ``--no-malloc-tuning``
-turns it off. torch runs in the same process, under the same settings.
+Process environment: the tool re-executes itself once with ``OMP_WAIT_POLICY=PASSIVE``
+(unless set; without it torch's OpenMP workers spin and, on a shared 2-core machine,
+stall steps 10-100x) and glibc malloc settings that cut the page faults of
+re-allocating the step's large buffers (``benchmarks.common.MALLOC_TUNABLES``;
+``--no-malloc-tuning`` turns those off). torch runs in the same process, under the
+same settings, with denormals flushed to zero as XLA does.
 """
 
 from __future__ import annotations

@@ -150,7 +150,36 @@ def _matmul(x, w, dtype):
     # bf16 operands with f32 accumulation; spikes (0/1) are exact in bf16.
     if dtype == jnp.float32:
         return x @ w
-    return jnp.matmul(x.astype(dtype), w.astype(dtype), preferred_element_type=jnp.float32)
+    return _lowp_matmul(x, w)
+
+
+@jax.custom_vjp
+def _lowp_matmul(x, w):
+    """``x @ w`` with bf16 operands and an f32 result, differentiable with the same policy.
+
+    Its backward saves the operands as given (f32) and casts again, instead of letting
+    autodiff save the bf16 copies: inside a scan those are per-step residuals, and XLA:CPU
+    updates a stacked bf16 buffer out of place (a full copy per step). The gradients are
+    computed with bf16 operands and f32 accumulation and returned in the operands' dtypes.
+    """
+    return jnp.matmul(x.astype(jnp.bfloat16), w.astype(jnp.bfloat16),
+                      preferred_element_type=jnp.float32)
+
+
+def _lowp_matmul_fwd(x, w):
+    return _lowp_matmul(x, w), (x, w)
+
+
+def _lowp_matmul_bwd(res, g):
+    x, w = res
+    gq = g.astype(jnp.bfloat16)
+    dx = jnp.matmul(gq, w.astype(jnp.bfloat16).T, preferred_element_type=jnp.float32)
+    x2 = x.reshape(-1, x.shape[-1]).astype(jnp.bfloat16)
+    dw = jnp.matmul(x2.T, gq.reshape(-1, gq.shape[-1]), preferred_element_type=jnp.float32)
+    return dx.astype(x.dtype), dw.astype(w.dtype)
+
+
+_lowp_matmul.defvjp(_lowp_matmul_fwd, _lowp_matmul_bwd)
 
 
 def _scan(body, carry, xs, length: int, remat_chunk: int):
@@ -449,11 +478,6 @@ def run_network(params: dict, x: jax.Array, spec: NetworkSpec, *, dropout_key=No
     T, B, _ = x.shape
     mdt = MATMUL_DTYPES[spec.matmul_dtype]
     layers_p = params["layers"]
-    if mdt != jnp.float32:
-        # Cast the weights once, outside the time loops (their gradient flows back through
-        # the cast to the f32 master weights).
-        layers_p = [dict(lp, **{k: lp[k].astype(mdt) for k in ("w_in", "w_rec") if k in lp})
-                    for lp in layers_p]
     widths = [lp["w_in"].shape[1] for lp in layers_p]
     num_layers = len(spec.layers)
     probes = list(probes) if probes is not None else [None] * num_layers
