@@ -30,14 +30,11 @@ _REEXEC_FLAG = "TCLIF_BENCH_REEXEC"
 
 
 def ensure_malloc_tuning(enabled: bool) -> None:
-    """Re-exec this Python process once with the benchmark environment (Linux only):
+    """Re-exec this Python process once with ``GLIBC_TUNABLES`` = ``MALLOC_TUNABLES``
+    (Linux with glibc, if ``enabled``), only when run as ``python -m benchmarks.<tool>``.
 
-    * ``GLIBC_TUNABLES`` = ``MALLOC_TUNABLES`` (if ``enabled`` and glibc), and
-    * ``OMP_WAIT_POLICY=PASSIVE`` unless set: torch's OpenMP workers otherwise spin at
-      every barrier, and on a 2-core machine shared with other processes one descheduled
-      worker then stalls a step by 10-100x (measured: the recurrent S-MNIST reference took
-      14-133 s per step instead of 6-10 s). JAX does not use OpenMP.
-    """
+    OpenMP settings are left alone here: ``step_time`` runs torch in its own process with
+    its defaults, or sets ``OMP_WAIT_POLICY=PASSIVE`` when it shares this one."""
     if not sys.platform.startswith("linux") or os.environ.get(_REEXEC_FLAG):
         return
     main_spec = getattr(sys.modules.get("__main__"), "__spec__", None)
@@ -45,9 +42,9 @@ def ensure_malloc_tuning(enabled: bool) -> None:
         return  # only when run as ``python -m benchmarks.<tool>``, never inside another program
     env = dict(os.environ)
     env[_REEXEC_FLAG] = "1"
-    env.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-    if enabled and "glibc" in " ".join(platform.libc_ver()):
-        env["GLIBC_TUNABLES"] = ":".join(x for x in (env.get("GLIBC_TUNABLES", ""), MALLOC_TUNABLES) if x)
+    if not enabled or "glibc" not in " ".join(platform.libc_ver()):
+        return
+    env["GLIBC_TUNABLES"] = ":".join(x for x in (env.get("GLIBC_TUNABLES", ""), MALLOC_TUNABLES) if x)
     os.execve(sys.executable, [sys.executable, *sys.orig_argv[1:]], env)
 
 

@@ -6,14 +6,19 @@ Examples::
     python -m benchmarks.step_time --preset smnist-rec-64 --batch 256 --strategy all \\
         --matmul-dtype all --against torch --json
 
-What it does, in one process:
+What it does:
 
 * builds each requested JAX configuration (strategy x matmul dtype) with
   ``tclif_jax.train.make_train_step`` and, with ``--against torch``, our PyTorch
-  reference (``benchmarks/torch_reference.py``) with the same weights;
+  reference (``benchmarks/torch_reference.py``) with the same weights, by default in a
+  worker process of its own (``--torch-process separate``) that steps when told to;
 * compiles (timed separately), runs ``--warmup`` steps, then ``--repeats`` rounds in
-  which every configuration runs one step in turn (interleaved, so that load from
-  other processes hits all of them alike), each timed with ``block_until_ready``;
+  which every configuration runs in turn (interleaved, so that load from other
+  processes hits all of them alike): ``--settle`` untimed steps, then one step timed
+  with ``block_until_ready``. The settle step matters on a small machine: whichever
+  step runs first after the other framework's was 0.3-0.4 s slower on smnist-ff-64
+  (measured with either JAX dtype in that position), so without it the timing depends
+  on the order of the configurations rather than on the configuration;
 * measures the f32 and bf16 matmul peak (a 2048^3 matmul, best of 3) once per round;
 * reports the median and spread per configuration, the counted matmul FLOPs of the
   step, GFLOP/s, the fraction of the f32 peak, ratios against torch, and the peak RSS
@@ -22,12 +27,16 @@ What it does, in one process:
 Threads: torch uses ``torch.set_num_threads(--threads)`` (default: all cores); XLA's
 CPU client uses all cores (its default). Both therefore use the same cores.
 
-Process environment: the tool re-executes itself once with ``OMP_WAIT_POLICY=PASSIVE``
-(unless set; without it torch's OpenMP workers spin and, on a shared 2-core machine,
-stall steps 10-100x) and glibc malloc settings that cut the page faults of
+Why a separate torch process: torch's OpenMP workers keep spinning for a while after
+each step, and in the same process they then compete with XLA's threads for the 2
+cores (measured on smnist-ff-64: our f32 step 1.9 s after a torch step with the default
+OpenMP policy, 2.3-2.7 s with it; with ``OMP_WAIT_POLICY=PASSIVE`` torch itself slows
+from ~3.4 s to ~4.8 s). In its own process torch keeps its default OpenMP settings and
+idles while JAX runs. ``--torch-process same`` runs it in this process under
+``OMP_WAIT_POLICY=PASSIVE`` instead (the default on GPUs, where one process owns the
+device). Both processes use glibc malloc settings that cut the page faults of
 re-allocating the step's large buffers (``benchmarks.common.MALLOC_TUNABLES``;
-``--no-malloc-tuning`` turns those off). torch runs in the same process, under the
-same settings, with denormals flushed to zero as XLA does.
+``--no-malloc-tuning`` turns them off), and torch flushes denormals to zero as XLA does.
 """
 
 from __future__ import annotations
@@ -54,9 +63,13 @@ def _parse(argv=None):
     p.add_argument("--remat-chunk", type=int, default=0)
     p.add_argument("--repeats", type=int, default=5, help="timed rounds (each runs every config once)")
     p.add_argument("--warmup", type=int, default=1)
+    p.add_argument("--settle", type=int, default=1,
+                   help="untimed steps of each configuration right before its timed one")
     p.add_argument("--against", choices=["none", "torch"], default="none")
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: all cores)")
     p.add_argument("--torch-device", default="auto", help="auto (cuda if JAX runs on a GPU), cpu or cuda")
+    p.add_argument("--torch-process", choices=["auto", "separate", "same"], default="auto",
+                   help="run the torch reference in its own worker process (auto: on CPU) or in this one")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-memory", action="store_true", help="skip the per-config peak-RSS subprocesses")
     p.add_argument("--memory-jobs", type=int, default=1, help="peak-RSS subprocesses run at once")
@@ -66,6 +79,8 @@ def _parse(argv=None):
     p.add_argument("--json", action="store_true", help="print one JSON object (and nothing else on stdout)")
     # Internal: measure one configuration's peak RSS in this (fresh) process and exit.
     p.add_argument("--memory-probe", default="", help=argparse.SUPPRESS)
+    # Internal: serve timed torch steps on stdin/stdout (see TorchWorker).
+    p.add_argument("--torch-worker", action="store_true", help=argparse.SUPPRESS)
     return p.parse_args(argv)
 
 
@@ -162,6 +177,62 @@ class TorchRunner:
         return out
 
 
+class TorchWorker:
+    """The torch reference in a child process, stepping on request (``--torch-worker``).
+
+    The child builds the same weights (``from_preset(preset, seed)``) and data
+    (``make_data``) and times each step itself, so the pipe is not timed."""
+
+    def __init__(self, args, steps, threads):
+        import subprocess
+        cmd = [sys.executable, "-m", "benchmarks.step_time", "--torch-worker",
+               "--preset", args.preset, "--batch", str(args.batch), "--steps", str(steps),
+               "--seed", str(args.seed), "--threads", str(threads),
+               "--torch-device", args.torch_device]
+        if args.no_malloc_tuning:
+            cmd.append("--no-malloc-tuning")
+        root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     text=True, cwd=root)
+        ready = self.proc.stdout.readline().split()
+        if not ready or ready[0] != "ready":
+            self.proc.kill()
+            raise SystemExit("The torch worker did not start; run it alone to see why: "
+                             + " ".join(cmd))
+        self.device = ready[1]
+        self.name = "torch-reference" + ("-cuda" if self.device.startswith("cuda") else "")
+        self.compile_s = 0.0
+        self.xla_flops = None
+
+    def timed_step(self) -> float:
+        self.proc.stdin.write("step\n")
+        self.proc.stdin.flush()
+        line = self.proc.stdout.readline()
+        if not line:
+            raise SystemExit("The torch worker exited during a step.")
+        return float(line)
+
+    def close(self):
+        if self.proc.poll() is None:
+            self.proc.stdin.write("quit\n")
+            self.proc.stdin.flush()
+            self.proc.wait(timeout=60)
+
+
+def torch_worker(args) -> None:
+    """Child side of ``TorchWorker``: announce readiness, then time one step per request."""
+    from tclif_jax.models import from_preset
+    steps = args.steps or _preset_steps(args.preset)
+    x, y = make_data(args.preset, args.batch, steps, args.seed)
+    r = TorchRunner(from_preset(args.preset, seed=args.seed), args.preset, x, y,
+                    args.threads or os.cpu_count(), _torch_device(args.torch_device))
+    print("ready", r.device, flush=True)
+    for line in sys.stdin:
+        if line.strip() != "step":
+            break
+        print(common.timed(r.step, r.block), flush=True)
+
+
 def _torch_device(choice: str) -> str:
     if choice != "auto":
         return choice
@@ -236,6 +307,9 @@ def main(argv=None) -> dict:
         out = memory_probe(args)
         print(json.dumps(out))
         return out
+    if args.torch_worker:
+        torch_worker(args)
+        return {}
 
     import jax
     from tclif_jax.models import PRESETS
@@ -259,16 +333,27 @@ def main(argv=None) -> dict:
             log(f"compiled {r.name} in {r.compile_s:.1f} s")
             runners.append(r)
     if args.against == "torch":
-        try:
+        import importlib.util
+        if importlib.util.find_spec("torch") is None:
+            raise SystemExit("--against torch needs PyTorch; pip install -e '.[bench]' "
+                             "(on the CPU machines here: pip install torch==2.13.0).")
+        separate = args.torch_process == "separate" or (
+            args.torch_process == "auto" and jax.default_backend() == "cpu")
+        if separate:
+            runners.append(TorchWorker(args, steps, threads))
+        else:
+            # Spinning OpenMP workers would compete with XLA's threads in this process.
+            os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
             runners.append(TorchRunner(runners[0].model, args.preset, x, y, threads,
                                        _torch_device(args.torch_device)))
-        except ImportError as e:
-            raise SystemExit(f"--against torch needs PyTorch ({e}); pip install -e '.[bench]' "
-                             "(on the CPU machines here: pip install torch==2.13.0).")
+        log(f"torch reference: {'own process' if separate else 'this process'}")
+
+    def time_one(r):
+        return r.timed_step() if isinstance(r, TorchWorker) else common.timed(r.step, r.block)
 
     for r in runners:
         for _ in range(args.warmup):
-            r.block(r.step())
+            time_one(r)
     times = {r.name: [] for r in runners}
     peaks = {"float32": [], "bfloat16": []}
     for i in range(args.repeats):
@@ -276,9 +361,14 @@ def main(argv=None) -> dict:
             for dt in peaks:
                 peaks[dt].append(matmul_peak(dt, args.peak_size))
         for r in runners:
-            times[r.name].append(common.timed(r.step, r.block))
+            for _ in range(args.settle):
+                time_one(r)
+            times[r.name].append(time_one(r))
         log(f"round {i + 1}/{args.repeats}: " + ", ".join(f"{k} {v[-1]:.3f}s" for k, v in times.items()))
 
+    for r in runners:
+        if isinstance(r, TorchWorker):
+            r.close()
     flops = common.matmul_flops(p["hidden"], p["in_features"], p["num_classes"], p.get("recurrent", ()),
                                 args.batch, steps)
     peak = {dt: (sorted(v)[len(v) // 2] if v else None) for dt, v in peaks.items()}
@@ -294,7 +384,8 @@ def main(argv=None) -> dict:
             rec["loss_finite"] = bool(r.metrics["finite"])
         else:
             torch_med = s["median_s"]
-            rec.update(strategy="python-loop", matmul_dtype="float32", device=str(r.device))
+            rec.update(strategy="python-loop", matmul_dtype="float32", device=str(r.device),
+                       process="separate" if isinstance(r, TorchWorker) else "same")
         rec["gflops"] = flops["total"] / s["median_s"] / 1e9
         if peak["float32"]:
             rec["frac_f32_peak"] = rec["gflops"] / peak["float32"]
@@ -306,7 +397,7 @@ def main(argv=None) -> dict:
     if not args.no_memory:
         arg_lists = []
         for r in runners:
-            probe = "torch::" if isinstance(r, TorchRunner) else f"jax:{r.strategy}:{r.mdt}"
+            probe = "jax:{}:{}".format(r.strategy, r.mdt) if isinstance(r, JaxRunner) else "torch::"
             margs = ["--preset", args.preset, "--batch", str(args.batch), "--steps", str(steps),
                      "--remat-chunk", str(args.remat_chunk), "--seed", str(args.seed),
                      "--threads", str(threads), "--torch-device", args.torch_device,

@@ -47,19 +47,22 @@ def _check_common_fields(res, n_jax):
     return jax_rows
 
 
-def test_step_time_cli_json_fields_and_torch():
+@pytest.mark.parametrize("torch_process", ["separate", "same"])
+def test_step_time_cli_json_fields_and_torch(torch_process):
+    if torch_process == "same" and not HAS_TORCH:
+        pytest.skip("torch not installed")
     args = ["--preset", "smnist-ff-64", "--batch", "4", "--steps", "16", "--repeats", "2",
             "--strategy", "all", "--matmul-dtype", "float32", "--threads", "1", "--peak-size", "256",
             "--no-memory"]
     if HAS_TORCH:
-        args += ["--against", "torch"]
+        args += ["--against", "torch", "--torch-process", torch_process]
     res = _cli(*args)
     jax_rows = _check_common_fields(res, n_jax=2)
     assert {r["strategy"] for r in jax_rows} == {"layerwise", "fused"}
     if HAS_TORCH:
         t = [r for r in res["results"] if r["name"] == "torch-reference"][0]
         assert t["ratio_vs_torch"] == 1.0 and all(r["ratio_vs_torch"] > 0 for r in jax_rows)
-        assert res["torch_threads"] == 1
+        assert res["torch_threads"] == 1 and t["process"] == torch_process
 
 
 def test_memory_probe_reports_peak_rss():
@@ -125,3 +128,31 @@ def test_torch_reference_matches_ours(preset, steps):
     key += ".sub_module.decay_factor" if model.layers[last].recurrent is not None else ".decay_factor"
     np.testing.assert_allclose(np.asarray(g["layers"][last]["neuron"]["c"]), grads[key][0],
                                rtol=2e-4, atol=1e-5)
+
+
+# ----------------------------------------------------------------------------- breakdown
+
+
+def test_breakdown_products_cover_the_counted_work():
+    from benchmarks.breakdown import loop_products
+    assert loop_products(PRESETS["smnist-ff-64"]) == [(64, 256), (256, 256)]
+    assert loop_products(PRESETS["smnist-rec-64"]) == [(64, 256), (256, 256), (64, 64), (256, 256)]
+    # The in-loop products are all the counted matrix work of S-MNIST but the 1 -> 64
+    # input projection (hoisted) and the readout (applied once to the spike sum).
+    for name in ("smnist-ff-64", "smnist-rec-64"):
+        p = PRESETS[name]
+        loop = sum(2.0 * 256 * a * b * 3 for a, b in loop_products(p)) * 784
+        total = common.matmul_flops(p["hidden"], 1, 10, p["recurrent"], 256, 784)["total"]
+        assert loop / total == pytest.approx(1.0, abs=0.005)
+
+
+def test_breakdown_cli_reports_consistent_times():
+    out = subprocess.run([sys.executable, "-m", "benchmarks.breakdown", "--preset", "smnist-rec-64",
+                          "--batch", "4", "--steps", "16", "--repeats", "2", "--peak-size", "128",
+                          "--json"], capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert out.returncode == 0, out.stderr[-3000:]
+    res = json.loads(out.stdout.strip().splitlines()[-1])
+    assert res["benchmark"] == "breakdown" and res["steps"] == 16 and res["batch"] == 4
+    assert 0 < res["forward_s"] and 0 < res["loop_matmuls_s"]
+    assert res["rest_s"] == pytest.approx(res["forward_backward_s"] - res["loop_matmuls_s"])
+    assert res["loop_matmul_gflop"] == pytest.approx(2 * 4 * 16 * 3 * (64 * 256 + 2 * 256 * 256 + 64 * 64) / 1e9)
