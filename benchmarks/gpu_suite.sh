@@ -43,7 +43,7 @@ for preset in smnist-ff-64 smnist-rec-64; do
     > "$OUT/step_time_${preset}.json"
   echo "== epoch (234 steps, auto strategy): $preset"
   "$PY" -m benchmarks.step_time --preset "$preset" --batch 256 --strategy auto --matmul-dtype float32 \
-    --repeats 234 --warmup 2 --no-memory --no-peak --no-malloc-tuning --json \
+    --repeats 234 --warmup 2 --settle 0 --no-memory --no-peak --no-malloc-tuning --json \
     > "$OUT/epoch_${preset}.json"
 done
 

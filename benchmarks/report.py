@@ -45,11 +45,29 @@ def memory_table(d: dict) -> str:
     return "\n".join(lines)
 
 
+def breakdown_table(rows: list[dict]) -> str:
+    lines = ["| preset | matmul dtype | strategy | counted GFLOP | GEMM peak GFLOP/s | floor s "
+             "(counted / peak) | in-loop matmuls s (GFLOP/s) | forward s | forward+backward s "
+             "| rest s | load |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for d in rows:
+        lines.append(
+            f"| {d['preset']} | {d['matmul_dtype']} | {d['strategy']} | {d['counted_gflop']:.1f} | "
+            f"{d['gemm_peak_gflops']:.0f} | {d['issue_floor_s']:.2f} | {d['loop_matmuls_s']:.2f} "
+            f"({d['loop_matmul_gflops']:.0f}) | {d['forward_s']:.2f} | {d['forward_backward_s']:.2f} | "
+            f"{d['rest_s']:.2f} | {d['machine']['loadavg_1min']} |")
+    return "\n".join(lines)
+
+
 def main(paths):
+    breakdowns = []
     for p in paths:
         with open(p) as f:
             d = json.load(f)
         kind = d.get("benchmark")
+        if kind == "breakdown":
+            breakdowns.append(d)
+            continue
         print(f"<!-- {p} -->")
         if kind == "step_time":
             print(step_time_table(d))
@@ -61,6 +79,8 @@ def main(paths):
                       f"after {d['steps']} steps (train loss {r['final_train_loss_25']:.4f})")
             print(f"- bf16 - f32: {d['bf16_minus_f32_points']:+.2f} points")
         print()
+    if breakdowns:
+        print(breakdown_table(breakdowns))
 
 
 if __name__ == "__main__":

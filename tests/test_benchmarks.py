@@ -156,3 +156,6 @@ def test_breakdown_cli_reports_consistent_times():
     assert 0 < res["forward_s"] and 0 < res["loop_matmuls_s"]
     assert res["rest_s"] == pytest.approx(res["forward_backward_s"] - res["loop_matmuls_s"])
     assert res["loop_matmul_gflop"] == pytest.approx(2 * 4 * 16 * 3 * (64 * 256 + 2 * 256 * 256 + 64 * 64) / 1e9)
+    from benchmarks.report import breakdown_table
+    row = breakdown_table([res]).splitlines()[-1]
+    assert row.startswith("| smnist-rec-64 | float32 | fused |")
