@@ -27,12 +27,12 @@ What it does:
 Threads: torch uses ``torch.set_num_threads(--threads)`` (default: all cores); XLA's
 CPU client uses all cores (its default). Both therefore use the same cores.
 
-Why a separate torch process: torch's OpenMP workers keep spinning for a while after
-each step, and in the same process they then compete with XLA's threads for the 2
-cores (measured on smnist-ff-64: our f32 step 1.9 s after a torch step with the default
-OpenMP policy, 2.3-2.7 s with it; with ``OMP_WAIT_POLICY=PASSIVE`` torch itself slows
-from ~3.4 s to ~4.8 s). In its own process torch keeps its default OpenMP settings and
-idles while JAX runs. ``--torch-process same`` runs it in this process under
+Why a separate torch process: in one process, torch's OpenMP threads (which spin for a
+while after each parallel region) compete with XLA's for the 2 cores. Measured on
+smnist-ff-64: the JAX f32 step that followed a torch step took 2.2-2.7 s under the
+default OpenMP policy against 1.9 s with ``OMP_WAIT_POLICY=PASSIVE``, and PASSIVE in
+turn slowed torch from ~3.4 s to ~4.8 s. In its own process torch keeps its default
+OpenMP settings and idles while JAX runs. ``--torch-process same`` runs it in this process under
 ``OMP_WAIT_POLICY=PASSIVE`` instead (the default on GPUs, where one process owns the
 device). Both processes use glibc malloc settings that cut the page faults of
 re-allocating the step's large buffers (``benchmarks.common.MALLOC_TUNABLES``;
