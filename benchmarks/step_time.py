@@ -286,6 +286,8 @@ def memory_probe(args) -> dict:
     else:
         import jax
         r = JaxRunner(args.preset, args.batch, steps, strategy, mdt, args.remat_chunk, args.seed, x, y)
+        # XLA's compiler is part of the peak; this separates it from the step's own buffers.
+        out["rss_after_compile_bytes"] = common.peak_rss_bytes()
         for _ in range(2):
             r.block(r.step())
         stats = jax.devices()[0].memory_stats() if jax.default_backend() != "cpu" else None

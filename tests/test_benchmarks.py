@@ -72,7 +72,7 @@ def test_memory_probe_reports_peak_rss():
         "--preset", "smnist-ff-64", "--batch", "4", "--steps", "16", "--remat-chunk", "8",
         "--memory-probe", "jax:fused:float32"])
     assert "error" not in out, out
-    assert out["peak_rss_bytes"] > out["rss_before_build_bytes"] > 50 * 2**20
+    assert out["peak_rss_bytes"] >= out["rss_after_compile_bytes"] > out["rss_before_build_bytes"] > 50 * 2**20
 
 
 def test_counted_flops_match_the_issue():
