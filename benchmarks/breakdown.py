@@ -8,7 +8,8 @@ so every product except the first layer's input projection is a (batch x n_in) @
 (n_in x n_out) product inside a T-step loop, forward and backward. This tool times, in
 one process, with the same threads:
 
-* ``gemm_peak``: an n^3 matmul (the issue's "matmul peak");
+* ``gemm_peak``: an n^3 matmul in the dtype under test, best of 3 (the issue's "matmul
+  peak"; ``benchmarks.step_time.matmul_peak``);
 * ``loop_matmuls``: a ``lax.scan`` over T doing exactly the per-step products of the
   fused step (forward s @ W; backward dI @ W^T and s^T @ dI for every layer but the
   first, plus the recurrent ones) and nothing else. This is the floor for the step's
@@ -63,9 +64,12 @@ def main(argv=None) -> dict:
     import jax
     import jax.numpy as jnp
 
+    from benchmarks.step_time import matmul_peak
     from tclif_jax.layers import resolve_strategy
     from tclif_jax.models import PRESETS, apply, from_preset
 
+    if args.preset not in PRESETS:
+        raise SystemExit(f"Unknown preset {args.preset!r}; valid: {', '.join(PRESETS)}.")
     preset = PRESETS[args.preset]
     T = args.steps or preset["time_steps"]
     B = args.batch
@@ -75,10 +79,8 @@ def main(argv=None) -> dict:
     def mm(a, b):
         return jnp.matmul(a.astype(dt), b.astype(dt), preferred_element_type=jnp.float32)
 
-    # 1) the big-GEMM peak
-    n = args.peak_size
-    big = jnp.ones((n, n), jnp.float32)
-    gemm_s = _time(jax.jit(mm), (big, big), 3)
+    # 1) the big-GEMM peak, in the dtype under test (best of 3, as in step_time)
+    peak = matmul_peak(args.matmul_dtype, args.peak_size) * 1e9
 
     # 2) exactly the in-loop products of one fused train step, T times
     prods = loop_products(preset)
@@ -114,7 +116,6 @@ def main(argv=None) -> dict:
     grad_s = _time(jax.jit(jax.grad(loss)), (params, x), args.repeats)
     counted = common.matmul_flops(preset["hidden"], preset["in_features"], preset["num_classes"],
                                   preset.get("recurrent", ()), B, T)["total"]
-    peak = 2.0 * n**3 / gemm_s
     out = {
         "benchmark": "breakdown", "machine": common.machine_info(), "preset": args.preset,
         "batch": B, "steps": T, "strategy": resolve_strategy(spec),

@@ -15,8 +15,8 @@ Two execution strategies compute the same function (tested to 1e-5, loss and gra
   one elementwise update on the packed state and the backward loop carries only
   what it needs. Anything else (other neurons, probes, records, dropout, remat)
   runs the plain autodiff scan that steps the layers in turn.
-* ``"auto"``: the faster of the two on the current backend (``AUTO_STRATEGY``,
-  from the measurements in ``benchmarks/RESULTS.md``).
+* ``"auto"``: a per-backend choice (``AUTO_STRATEGY``): ``fused`` on CPU, the faster in
+  every ``benchmarks/RESULTS.md`` table; ``layerwise`` on GPU/TPU, not yet measured.
 
 Both reduce the last layer's spikes to their sum over time, so the readout is a
 single matmul after the loop: ``sum_t (s_t W + b) = (sum_t s_t) W + T b``.
@@ -130,7 +130,9 @@ class NetworkSpec:
     remat_chunk: int = 0
 
 
-# Which concrete strategy "auto" means on each backend (measured: benchmarks/RESULTS.md).
+# Which concrete strategy "auto" means on each backend. CPU: measured, fused is faster in
+# every benchmarks/RESULTS.md table. GPU/TPU: not measured yet (no device was lent);
+# layerwise, whose hoisted input projections are large matmuls, until gpu_suite.sh says.
 AUTO_STRATEGY = {"cpu": "fused", "gpu": "layerwise", "tpu": "layerwise"}
 
 
