@@ -1,7 +1,11 @@
-"""Shared pieces of the benchmarks: environment, machine facts, FLOP counts, timing, RSS.
+"""Shared pieces of the benchmarks: the entry point, environment, machine facts, FLOP
+counts, timing, RSS.
 
-Nothing here imports JAX at module level, so ``ensure_malloc_tuning`` can re-exec the
-process before JAX (or torch) allocates anything.
+Every benchmark is ``python -m benchmarks.<name> --config=benchmarks/configs/<name>.py:ARGS``
+with big_vision arguments (``preset=shd-rec,batch=64``) and ``--config.<field>=value``
+overrides, as the training entry points take (``experiments/main.py``); ``main`` below is
+that boilerplate. Nothing here imports JAX at module level, so ``ensure_malloc_tuning`` can
+re-exec the process before JAX (or torch) allocates anything.
 """
 
 from __future__ import annotations
@@ -15,7 +19,10 @@ import statistics
 import subprocess
 import sys
 import time
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 # glibc malloc settings for the benchmark processes. XLA allocates the step's large
 # buffers (the scan residuals: ~1 GB for S-MNIST) afresh at every call, and on this VM
@@ -24,28 +31,153 @@ from typing import Any, Callable, Sequence
 # trim threshold as well, a 200 MB output re-allocated in a loop went from 50,000 page
 # faults per call to ~1,000. Both JAX and torch run under the same settings; users get
 # the same by exporting GLIBC_TUNABLES before starting Python.
-MALLOC_TUNABLES = ("glibc.malloc.hugetlb=1:glibc.malloc.mmap_max=0:"
-                   "glibc.malloc.trim_threshold=68719476736")
+MALLOC_TUNABLES = (
+    "glibc.malloc.hugetlb=1:glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=68719476736"
+)
+# How this process image was set up: "tuned" (re-executed with MALLOC_TUNABLES added) or
+# "plain" (re-executed again without them). Children inherit it and keep the parent's.
 _REEXEC_FLAG = "TCLIF_BENCH_REEXEC"
+_SAVED_TUNABLES = "TCLIF_BENCH_GLIBC_TUNABLES"  # GLIBC_TUNABLES before "tuned" added ours
 
 
 def ensure_malloc_tuning(enabled: bool) -> None:
-    """Re-exec this Python process once with ``GLIBC_TUNABLES`` = ``MALLOC_TUNABLES``
-    (Linux with glibc, if ``enabled``), only when run as ``python -m benchmarks.<tool>``.
+    """Give this process ``GLIBC_TUNABLES`` = ``MALLOC_TUNABLES`` (``enabled``) or the
+    caller's own settings, re-executing Python when that changes anything (glibc reads
+    them at start-up). Only on Linux with glibc and only when run as
+    ``python -m benchmarks.<tool>``, never inside another program.
 
+    ``main`` calls it twice: before parsing flags with ``True`` (the default, so the usual
+    run re-executes once, before anything heavy is imported) and with the config's
+    ``malloc_tuning`` after, which re-executes once more only to turn the settings off.
     OpenMP settings are left alone here: ``step_time`` runs torch in its own process with
     its defaults, or sets ``OMP_WAIT_POLICY=PASSIVE`` when it shares this one."""
-    if not sys.platform.startswith("linux") or os.environ.get(_REEXEC_FLAG):
+    if not sys.platform.startswith("linux"):
         return
     main_spec = getattr(sys.modules.get("__main__"), "__spec__", None)
     if main_spec is None or not main_spec.name.startswith("benchmarks."):
-        return  # only when run as ``python -m benchmarks.<tool>``, never inside another program
-    env = dict(os.environ)
-    env[_REEXEC_FLAG] = "1"
-    if not enabled or "glibc" not in " ".join(platform.libc_ver()):
         return
-    env["GLIBC_TUNABLES"] = ":".join(x for x in (env.get("GLIBC_TUNABLES", ""), MALLOC_TUNABLES) if x)
+    if "glibc" not in " ".join(platform.libc_ver()):
+        return
+    state = os.environ.get(_REEXEC_FLAG, "")
+    env = dict(os.environ)
+    if enabled and not state:
+        env[_SAVED_TUNABLES] = env.get("GLIBC_TUNABLES", "")
+        env["GLIBC_TUNABLES"] = ":".join(x for x in (env[_SAVED_TUNABLES], MALLOC_TUNABLES) if x)
+        env[_REEXEC_FLAG] = "tuned"
+    elif not enabled and state == "tuned":
+        saved = env.pop(_SAVED_TUNABLES, "")
+        if saved:
+            env["GLIBC_TUNABLES"] = saved
+        else:
+            env.pop("GLIBC_TUNABLES", None)
+        env[_REEXEC_FLAG] = "plain"
+    else:
+        return
     os.execve(sys.executable, [sys.executable, *sys.orig_argv[1:]], env)
+
+
+# ----------------------------------------------------------------------------- entry point
+
+
+def config_file(name: str) -> str:
+    """The absolute path of ``benchmarks/configs/<name>.py``."""
+    return os.path.join(ROOT, "benchmarks", "configs", f"{name}.py")
+
+
+def _flag_value(value) -> str:
+    return repr(value) if isinstance(value, float) else str(value)
+
+
+def config_args(name: str, **fields) -> list[str]:
+    """Command-line arguments that give ``benchmarks.<name>`` its default config with
+    ``fields`` overridden (``--config.<field>=value``): how one benchmark starts another."""
+    return [f"--config={config_file(name)}"] + [
+        f"--config.{k}={_flag_value(v)}" for k, v in fields.items()
+    ]
+
+
+def main(name: str, run: Callable[..., Any], **internal) -> None:
+    """``python -m benchmarks.<name>``: parse ``--config`` (``benchmarks/configs/<name>.py``
+    unless given, locked: an unknown field is an error) and call ``run(config, **flags)``.
+
+    ``internal`` names extra flags with their defaults (a bool makes a boolean flag,
+    anything else a string flag): the subprocess modes one benchmark starts another in,
+    not meant to be typed by hand.
+    """
+    from absl import app, flags, logging
+    from ml_collections import config_flags
+
+    ensure_malloc_tuning(True)  # before the config file imports JAX (see the docstring)
+    config = config_flags.DEFINE_config_file(
+        "config",
+        config_file(name),
+        f"Config file and its argument, e.g. benchmarks/configs/{name}.py:preset=shd-rec "
+        f"(default: benchmarks/configs/{name}.py); override fields with --config.<field>=.",
+        lock_config=True,
+    )
+    extra = {}
+    for flag, default in internal.items():
+        define = flags.DEFINE_boolean if isinstance(default, bool) else flags.DEFINE_string
+        extra[flag] = define(flag, default, "Internal: used by the benchmarks' own subprocesses.")
+
+    def _main(argv):
+        if len(argv) > 1:
+            raise app.UsageError(
+                f"Unexpected arguments {argv[1:]}: settings go in "
+                f"--config=benchmarks/configs/{name}.py:key=value,... or --config.<key>=value."
+            )
+        if not flags.FLAGS["verbosity"].present:
+            # Warnings and errors only (JAX logs its backend search at INFO under absl);
+            # --verbosity=0 brings the INFO lines back.
+            logging.set_verbosity(logging.WARNING)
+        cfg = config.value
+        ensure_malloc_tuning(cfg.malloc_tuning)
+        run(cfg, **{k: v.value for k, v in extra.items()})
+
+    app.run(_main)
+
+
+def choose_list(name: str, value: str, valid: Sequence[str], every: Sequence[str]) -> list[str]:
+    """``value`` as a list: one of ``valid``, a comma list of them, or ``"all"`` (``every``).
+
+    An unknown item is a ValueError naming the valid ones.
+    """
+    items = list(every) if value == "all" else [v.strip() for v in value.split(",") if v.strip()]
+    bad = [v for v in items if v not in valid]
+    if bad or not items:
+        raise ValueError(
+            f"{name}={value!r}: unknown {bad or 'empty list'}; valid: {', '.join(valid)}, a "
+            f"comma list of them (--config.{name}=\"a,b\") or 'all'."
+        )
+    return items
+
+
+def check_choice(name: str, value, valid) -> None:
+    """A ValueError naming the valid values unless ``value`` is one of them."""
+    if value not in valid:
+        raise ValueError(f"{name}={value!r} is not valid; choose one of: {', '.join(valid)}.")
+
+
+def preset_config(name: str):
+    """``tclif_jax.config.PRESETS[name]``, or a ValueError listing the presets."""
+    from tclif_jax.config import PRESETS
+
+    check_choice("preset", name, PRESETS)
+    return PRESETS[name]
+
+
+def log_to(json_output: bool) -> Callable[..., None]:
+    """``print`` for progress: to stderr when stdout carries the JSON result."""
+    stream = sys.stderr if json_output else sys.stdout
+    return lambda *a: print(*a, file=stream, flush=True)
+
+
+def command(name: str) -> str:
+    """The command line this process was started with (for the JSON record)."""
+    return f"python -m benchmarks.{name} " + " ".join(sys.argv[1:])
+
+
+# ----------------------------------------------------------------------------- machine
 
 
 def cpu_model() -> str:
@@ -72,8 +204,8 @@ def cpu_flags() -> set[str]:
 
 def machine_info(device=None) -> dict[str, Any]:
     """CPU/GPU, core count, library versions, date: what RESULTS.md tables need."""
-    import jax
     import flax
+    import jax
     import optax
 
     info = {
@@ -94,6 +226,7 @@ def machine_info(device=None) -> dict[str, Any]:
     }
     try:
         import torch
+
         info["torch"] = torch.__version__
     except ImportError:
         info["torch"] = None
@@ -103,9 +236,16 @@ def machine_info(device=None) -> dict[str, Any]:
 # ----------------------------------------------------------------------------- FLOPs
 
 
-def matmul_flops(preset_widths: Sequence[int], in_features: int, num_classes: int,
-                 recurrent: Sequence[bool], batch: int, steps: int, *,
-                 readout_per_step: bool = False) -> dict[str, float]:
+def matmul_flops(
+    preset_widths: Sequence[int],
+    in_features: int,
+    num_classes: int,
+    recurrent: Sequence[bool],
+    batch: int,
+    steps: int,
+    *,
+    readout_per_step: bool = False,
+) -> dict[str, float]:
     """Matrix-multiply FLOPs of one train step (2 per multiply-add), counted by hand.
 
     Forward: every Linear at every step. Backward: the weight gradient of every
@@ -132,6 +272,13 @@ def matmul_flops(preset_widths: Sequence[int], in_features: int, num_classes: in
     return {"forward": fwd, "backward": bwd, "total": fwd + bwd}
 
 
+def config_flops(net, batch: int, steps: int, **kwargs) -> dict[str, float]:
+    """``matmul_flops`` of a ``tclif_jax.config.NetworkConfig`` (e.g. ``PRESETS[name]``)."""
+    return matmul_flops(
+        net.hidden, net.in_features, net.num_classes, net.recurrent, batch, steps, **kwargs
+    )
+
+
 def xla_flops(compiled) -> float | None:
     """FLOPs from XLA's cost analysis of a compiled function (None if unavailable).
 
@@ -153,8 +300,13 @@ def xla_flops(compiled) -> float | None:
 def summarize(times: Sequence[float]) -> dict[str, float]:
     ts = sorted(times)
     q = statistics.quantiles(ts, n=4) if len(ts) >= 2 else [ts[0]] * 3
-    return {"median_s": statistics.median(ts), "min_s": ts[0], "max_s": ts[-1],
-            "iqr_s": q[2] - q[0], "n": len(ts)}
+    return {
+        "median_s": statistics.median(ts),
+        "min_s": ts[0],
+        "max_s": ts[-1],
+        "iqr_s": q[2] - q[0],
+        "n": len(ts),
+    }
 
 
 def timed(fn: Callable[[], Any], block: Callable[[Any], Any]) -> float:
@@ -186,11 +338,11 @@ def run_json_subprocess(module: str, args: Sequence[str], timeout: float = 3600)
     return run_json_subprocesses(module, [args], jobs=1, timeout=timeout)[0]
 
 
-def run_json_subprocesses(module: str, arg_lists: Sequence[Sequence[str]], jobs: int = 1,
-                          timeout: float = 3600) -> list[dict]:
+def run_json_subprocesses(
+    module: str, arg_lists: Sequence[Sequence[str]], jobs: int = 1, timeout: float = 3600
+) -> list[dict]:
     """Run ``python -m module args`` for each args (at most ``jobs`` at a time); parse the
     last JSON line of each stdout. Each run is its own process, so peaks never mix."""
-    cwd = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     results: list[dict | None] = [None] * len(arg_lists)
     running: list[tuple[int, subprocess.Popen, float]] = []
     pending = list(enumerate(arg_lists))
@@ -206,8 +358,14 @@ def run_json_subprocesses(module: str, arg_lists: Sequence[Sequence[str]], jobs:
     while pending or running:
         while pending and len(running) < max(1, jobs):
             i, args = pending.pop(0)
-            proc = subprocess.Popen([sys.executable, "-m", module, *args], stdout=subprocess.PIPE,
-                                    stderr=subprocess.PIPE, text=True, cwd=cwd, env=dict(os.environ))
+            proc = subprocess.Popen(
+                [sys.executable, "-m", module, *args],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+                cwd=ROOT,
+                env=dict(os.environ),
+            )
             running.append((i, proc, time.time()))
         i, proc, t0 = running.pop(0)
         try:

@@ -36,14 +36,17 @@ if "$PY" -c 'import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)'
   AGAINST=torch
 fi
 
+CONFIG=benchmarks/configs/step_time.py
 for preset in smnist-ff-64 smnist-rec-64; do
   echo "== step time: $preset"
-  "$PY" -m benchmarks.step_time --preset "$preset" --batch 256 --strategy all --matmul-dtype all \
-    --against "$AGAINST" --repeats 5 --warmup 2 --no-malloc-tuning --json \
+  "$PY" -m benchmarks.step_time \
+    --config="$CONFIG:preset=$preset,batch=256,strategy=all,matmul_dtype=all,against=$AGAINST,repeats=5,warmup=2" \
+    --config.malloc_tuning=False --config.json=True \
     > "$OUT/step_time_${preset}.json"
   echo "== epoch (234 steps, auto strategy): $preset"
-  "$PY" -m benchmarks.step_time --preset "$preset" --batch 256 --strategy auto --matmul-dtype float32 \
-    --repeats 234 --warmup 2 --settle 0 --no-memory --no-peak --no-malloc-tuning --json \
+  "$PY" -m benchmarks.step_time \
+    --config="$CONFIG:preset=$preset,batch=256,strategy=auto,matmul_dtype=float32,repeats=234,warmup=2,settle=0" \
+    --config.memory=False --config.peak=False --config.malloc_tuning=False --config.json=True \
     > "$OUT/epoch_${preset}.json"
 done
 

@@ -1,6 +1,6 @@
 """Our PyTorch reference: the paper's networks in the official code's style.
 
-This is the baseline that ``benchmarks.step_time --against torch`` races. It is
+This is the baseline that ``benchmarks.step_time`` races (``against=torch``). It is
 written the way the official TC-LIF code is (reference sections 1 and 3):
 stateful neuron modules that keep their potentials between calls, an
 ``nn.Sequential`` named ``features`` called once per time step from a Python
@@ -18,7 +18,8 @@ Per step and layer (v1 = dendrite, v2 = soma, both start at 0)::
 A recurrent layer wraps its neuron: ``x + hid_weight(s[t-1])`` (Linear(n, n) with
 bias, applied to zeros at t = 0). The readout Linear runs at every step and the
 logits are the sum over steps. State-dict names equal the official ones, so
-``tclif_jax.convert.to_official(model, stride)`` loads straight in.
+``tclif_jax.convert.to_official(model, stride)`` loads straight in; ``build_from_model``
+copies a ``tclif_jax`` model's parameters by their NNX names instead (``copy_params``).
 
 torch is optional (``pip install -e .[bench]``; on the CPU machines here
 ``pip install torch==2.13.0`` takes the local CPU wheel).
@@ -26,14 +27,24 @@ torch is optional (``pip install -e .[bench]``; on the CPU machines here
 
 from __future__ import annotations
 
-from typing import Mapping
+from collections.abc import Mapping
 
 import numpy as np
 import torch
 from torch import nn
 
-__all__ = ["TriangleSpike", "TCLIFNode", "RecurrentTCLIF", "OfficialStyleNet", "build_from_preset",
-           "make_torch_train_step"]
+__all__ = [
+    "TriangleSpike",
+    "TCLIFNode",
+    "RecurrentTCLIF",
+    "OfficialStyleNet",
+    "official_stride",
+    "build",
+    "build_from_preset",
+    "build_from_model",
+    "copy_params",
+    "make_torch_train_step",
+]
 
 
 class TriangleSpike(torch.autograd.Function):
@@ -103,8 +114,19 @@ class OfficialStyleNet(nn.Module):
     over T in Python, summing the readout over steps.
     """
 
-    def __init__(self, in_features: int, hidden, num_classes: int, recurrent, *, gamma: float,
-                 v_th: float, init_c=(0.0, 0.0), stride: int = 2, dropout: float = 0.0):
+    def __init__(
+        self,
+        in_features: int,
+        hidden,
+        num_classes: int,
+        recurrent,
+        *,
+        gamma: float,
+        v_th: float,
+        init_c=(0.0, 0.0),
+        stride: int = 2,
+        dropout: float = 0.0,
+    ):
         super().__init__()
         mods = []
         widths = (in_features,) + tuple(hidden)
@@ -116,6 +138,18 @@ class OfficialStyleNet(nn.Module):
             mods.append(RecurrentTCLIF(n, node) if i < len(recurrent) and recurrent[i] else node)
         mods.append(nn.Linear(widths[-1], num_classes))
         self.features = nn.Sequential(*mods)
+        self.stride = stride
+
+    @property
+    def linears(self) -> list[nn.Linear]:
+        """The hidden layers' input Linears, in order (the readout excluded)."""
+        return [self.features[self.stride * i] for i in range(len(self.neurons))]
+
+    @property
+    def neurons(self) -> list[nn.Module]:
+        """Each hidden layer's neuron (a ``RecurrentTCLIF`` wrapper where recurrent)."""
+        n = (len(self.features) - 1) // self.stride
+        return [self.features[self.stride * i + self.stride - 1] for i in range(n)]
 
     def reset(self):
         for m in self.features:
@@ -130,23 +164,123 @@ class OfficialStyleNet(nn.Module):
         return out
 
 
-def build_from_preset(preset: str, state_dict: Mapping[str, np.ndarray] | None = None,
-                      seed: int = 0) -> OfficialStyleNet:
-    """The torch network of a ``tclif_jax`` preset, with weights from ``state_dict``
-    (official names, e.g. ``to_official(model, stride)``) or torch's default init."""
-    from tclif_jax.models import PRESETS
+def official_stride(preset: str) -> int:
+    """The official ``features`` layout of a preset: 2 for S/PS-MNIST, 3 (a Dropout after
+    every hidden Linear) for GSC, SHD and SSC."""
+    return 2 if "mnist" in preset else 3
 
-    p = PRESETS[preset]
-    settings = p["neuron_settings"]
-    stride = 2 if "mnist" in preset else 3
+
+def build(config, stride: int = 2, seed: int = 0) -> OfficialStyleNet:
+    """The torch network a ``tclif_jax.config.NetworkConfig`` describes, torch's default
+    init (from ``seed``) and TC-LIF's initial (c1, c2).
+
+    Only what the official code runs has a torch twin here: TC-LIF neurons with the
+    official reset order, the triangle surrogate of width 1, attached resets, one (c1, c2)
+    per layer, the same gamma and V_th in every layer, and the summed readout. Anything
+    else is a ValueError saying what differs.
+    """
+    neurons = config.neurons
+    bad = [
+        f"layer {i}: {n!r}"
+        for i, n in enumerate(neurons)
+        if n.name != "tclif"
+        or n.per_neuron
+        or n.reset_order != "official"
+        or n.detach_reset
+        or (n.surrogate.name, n.surrogate.width) != ("triangle", 1.0)
+    ]
+    if bad:
+        raise ValueError(
+            "The torch reference runs TC-LIF with reset_order='official', the triangle "
+            "surrogate of width 1, detach_reset=False and per_neuron=False only; got "
+            + "; ".join(bad)
+        )
+    if len({(n.gamma, n.v_th) for n in neurons}) != 1:
+        raise ValueError("The torch reference needs the same gamma and v_th in every layer.")
+    if config.readout != "sum":
+        raise ValueError(f"The torch reference sums the readout; got readout={config.readout!r}.")
     torch.manual_seed(seed)
-    net = OfficialStyleNet(p["in_features"], p["hidden"], p["num_classes"], p.get("recurrent", ()),
-                           gamma=settings["gamma"], v_th=settings["v_th"],
-                           init_c=settings.get("init_c") or (0.0, 0.0), stride=stride,
-                           dropout=p.get("dropout", 0.0))
+    return OfficialStyleNet(
+        config.in_features,
+        config.hidden,
+        config.num_classes,
+        config.recurrent,
+        gamma=neurons[0].gamma,
+        v_th=neurons[0].v_th,
+        init_c=neurons[0].initial_c(),
+        stride=stride,
+        dropout=config.dropout,
+    )
+
+
+def build_from_preset(
+    preset: str, state_dict: Mapping[str, np.ndarray] | None = None, seed: int = 0
+) -> OfficialStyleNet:
+    """The torch network of a ``tclif_jax`` preset, with weights from ``state_dict``
+    (official names, e.g. ``tclif_jax.convert.to_official(model, stride)``) or torch's
+    default init."""
+    from tclif_jax.config import PRESETS
+
+    net = build(PRESETS[preset], official_stride(preset), seed)
     if state_dict is not None:
         sd = {k: torch.from_numpy(np.array(v, np.float32)) for k, v in state_dict.items()}
         net.load_state_dict(sd, strict=True)
+    return net
+
+
+def build_from_model(model, stride: int = 2) -> OfficialStyleNet:
+    """The torch twin of a ``tclif_jax`` model (``model.config``) holding its weights."""
+    from tclif_jax.models import parameters
+
+    net = build(model.config, stride)
+    copy_params(net, parameters(model))
+    return net
+
+
+def copy_params(net: OfficialStyleNet, params: Mapping) -> OfficialStyleNet:
+    """Copy a ``tclif_jax`` parameter tree (NNX names, ``tclif_jax.models.parameters``)
+    into ``net`` in place: each kernel ``(in, out)`` into its Linear's weight ``(out, in)``,
+    each bias, recurrent ``hid_weight`` and TC-LIF ``c`` into ``decay_factor``.
+
+    A layer the two do not share, or a shape that differs, is a ValueError; nothing is
+    partly copied."""
+    layers = params["layers"]
+    pairs = []
+
+    def pair(target: torch.Tensor, value, name: str, transpose: bool = False):
+        value = np.array(value, np.float32)  # a writable copy
+        if transpose:
+            value = value.T
+        elif value.size == target.numel():
+            value = value.reshape(tuple(target.shape))  # c (2,) into decay_factor (1, 2)
+        if tuple(value.shape) != tuple(target.shape):
+            raise ValueError(
+                f"{name}: the torch parameter is {tuple(target.shape)}, the JAX one gives "
+                f"{tuple(value.shape)}."
+            )
+        pairs.append((target, value))
+
+    if len(layers) != len(net.neurons):
+        raise ValueError(f"params hold {len(layers)} layers, the torch net {len(net.neurons)}.")
+    for i, node in enumerate(net.neurons):
+        lp = layers[i]
+        linear = net.linears[i]
+        pair(linear.weight, lp["dense"]["kernel"], f"layers/{i}/dense/kernel", True)
+        pair(linear.bias, lp["dense"]["bias"], f"layers/{i}/dense/bias")
+        if isinstance(node, RecurrentTCLIF) != ("recurrent" in lp):
+            raise ValueError(f"layer {i} is recurrent in one network and not in the other.")
+        if isinstance(node, RecurrentTCLIF):
+            rec = lp["recurrent"]
+            pair(node.hid_weight.weight, rec["kernel"], f"layers/{i}/recurrent/kernel", True)
+            pair(node.hid_weight.bias, rec["bias"], f"layers/{i}/recurrent/bias")
+            node = node.sub_module
+        pair(node.decay_factor, lp["neuron_params"]["c"], f"layers/{i}/neuron_params/c")
+    readout = net.features[-1]
+    pair(readout.weight, params["readout"]["kernel"], "readout/kernel", True)
+    pair(readout.bias, params["readout"]["bias"], "readout/bias")
+    with torch.no_grad():
+        for target, value in pairs:
+            target.copy_(torch.from_numpy(np.ascontiguousarray(value)))
     return net
 
 

@@ -1,6 +1,40 @@
-"""tclif_jax: two-compartment spiking neurons (TC-LIF, Zhang et al., AAAI 2024) in JAX/Flax NNX."""
+"""tclif_jax: two-compartment spiking neurons (TC-LIF, Zhang et al., AAAI 2024) in JAX/Flax NNX.
 
-__version__ = "0.1.0"
+The public API, by layer (each module's docstring has the details):
 
-from tclif_jax import surrogate, neurons, layers, models  # noqa: E402,F401
-from tclif_jax.models import SpikingNetwork, count_params, from_preset  # noqa: E402,F401
+* neurons: ``Neuron`` (the protocol), ``TCLIF``, ``LIF``, ``PLIF``, ``ALIF``,
+  ``TwoCompartment``, ``NEURONS``, ``make_neuron``; surrogates: ``Surrogate``,
+  ``get_surrogate``;
+* networks: ``NetworkConfig``, ``PRESETS``, ``SpikingDense``, ``Readout``,
+  ``SpikingNetwork``, ``from_preset``, ``from_config``, ``parameters``, ``apply``,
+  ``count_params``;
+* official weights: ``from_official``, ``to_official``.
+
+Training (``tclif_jax.train``), data (``tclif_jax.data``), analyses
+(``tclif_jax.analysis``) and plots (``tclif_jax.plotting``) are imported as modules.
+"""
+
+__version__ = "0.2.0"
+
+from tclif_jax.config import PRESETS as PRESETS
+from tclif_jax.config import NetworkConfig as NetworkConfig
+from tclif_jax.convert import from_official as from_official
+from tclif_jax.convert import to_official as to_official
+from tclif_jax.layers import Readout as Readout
+from tclif_jax.layers import SpikingDense as SpikingDense
+from tclif_jax.models import SpikingNetwork as SpikingNetwork
+from tclif_jax.models import apply as apply
+from tclif_jax.models import count_params as count_params
+from tclif_jax.models import from_config as from_config
+from tclif_jax.models import from_preset as from_preset
+from tclif_jax.models import parameters as parameters
+from tclif_jax.neurons import ALIF as ALIF
+from tclif_jax.neurons import LIF as LIF
+from tclif_jax.neurons import NEURONS as NEURONS
+from tclif_jax.neurons import PLIF as PLIF
+from tclif_jax.neurons import TCLIF as TCLIF
+from tclif_jax.neurons import Neuron as Neuron
+from tclif_jax.neurons import TwoCompartment as TwoCompartment
+from tclif_jax.neurons import make_neuron as make_neuron
+from tclif_jax.surrogate import Surrogate as Surrogate
+from tclif_jax.surrogate import get_surrogate as get_surrogate

@@ -1,29 +1,33 @@
-"""Neuron models as pure step functions.
+"""Neuron models: pure step functions and the ``Neuron`` protocol every neuron type follows.
 
-Every neuron is a pure function ``step(params, state, current) -> (state, spike)``
-on arrays of any batch shape ``(..., n)``, with ``params`` a dict of arrays and
-``state`` a small NamedTuple holding the membrane potentials *before* reset at
-step t and the spike ``S[t]``. The reset of ``S[t-1]`` is applied at the start
-of step t+1, which lets one state layout serve both the paper's equations and
-the official code's order of operations. Units are those of the paper: the
-input current and all potentials are dimensionless, thresholds ``v_th`` in the
-same unit, one step per time bin.
+Every neuron is a pure function ``step(params, state, current) -> (state, spike)`` on
+arrays of any batch shape ``(..., n)``, with ``params`` a dict of arrays and ``state`` a
+small NamedTuple holding the membrane potentials *before* reset at step t and the spike
+``S[t]``. The reset of ``S[t-1]`` is applied at the start of step t+1, which lets one state
+layout serve both the paper's equations and the official code's order of operations.
+Units are those of the paper: the input current and all potentials are dimensionless,
+thresholds ``v_th`` in the same unit, one step per time bin.
 
-The frozen dataclasses (``TCLIF``, ``LIF``, ...) bind the static settings
-(threshold, surrogate, reset order) and expose ``init_params``, ``init_state``
-and ``step``; they are hashable so they can be static arguments of ``jit``.
+``Neuron`` is the public protocol (a frozen, hashable dataclass, so a spec can be a static
+argument of ``jit``): the step, the initial state and parameters, the potential compared
+with the threshold, the compartments, the state as a vector (for Jacobians), the preset
+settings a neuron takes over when swapped into a preset, and whether the wavefront kernel
+(``tclif_jax.wavefront``) applies. Adding a neuron type is one subclass here with a
+``name``; it registers itself in ``NEURONS`` and ``tests/test_neuron_contract.py`` runs
+the contract on it. Outside this module nothing dispatches on neuron types.
 No Flax here: modules in ``tclif_jax.layers`` hold the parameters and call these.
 
-All steps take an optional ``probe`` (added to the potential that is compared
-with the threshold, zero by default): the gradient with respect to it is the
-gradient with respect to the membrane potential, used by the analyses.
+All steps take an optional ``probe`` (added to the potential that is compared with the
+threshold, zero by default): the gradient with respect to it is the gradient with respect
+to the membrane potential, used by the analyses.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any, NamedTuple
+import typing
+from typing import Any, ClassVar, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -31,10 +35,24 @@ import jax.numpy as jnp
 from tclif_jax.surrogate import Surrogate, get_surrogate
 
 __all__ = [
-    "TCLIFState", "LIFState", "ALIFState",
-    "tclif_step", "two_compartment_step", "lif_step", "plif_step", "alif_step",
-    "TCLIF", "TwoCompartment", "LIF", "PLIF", "ALIF",
-    "NEURONS", "make_neuron", "coupling",
+    "Neuron",
+    "TCLIFState",
+    "LIFState",
+    "ALIFState",
+    "tclif_step",
+    "two_compartment_step",
+    "lif_step",
+    "plif_step",
+    "alif_step",
+    "TCLIF",
+    "TwoCompartment",
+    "LIF",
+    "PLIF",
+    "ALIF",
+    "NEURONS",
+    "make_neuron",
+    "neuron_settings",
+    "coupling",
 ]
 
 RESET_ORDERS = ("official", "paper")
@@ -76,9 +94,18 @@ def coupling(c: jax.Array) -> tuple[jax.Array, jax.Array]:
 # ----------------------------------------------------------------------------- TC-LIF
 
 
-def tclif_step(params, state: TCLIFState, current, *, gamma: float, v_th: float,
-               spike_fn: Surrogate, reset_order: str = "official",
-               detach_reset: bool = False, probe=0.0):
+def tclif_step(
+    params,
+    state: TCLIFState,
+    current,
+    *,
+    gamma: float,
+    v_th: float,
+    spike_fn: Surrogate,
+    reset_order: str = "official",
+    detach_reset: bool = False,
+    probe=0.0,
+):
     """One TC-LIF step (paper Eq. 10-12), ``params = {"c": (2,) or (n, 2)}``.
 
     ``reset_order="official"`` (default) follows the official code: both
@@ -102,9 +129,18 @@ def tclif_step(params, state: TCLIFState, current, *, gamma: float, v_th: float,
     return TCLIFState(dendrite, soma, spike), spike
 
 
-def two_compartment_step(params, state: TCLIFState, current, *, decay: tuple[float, float],
-                         gamma: float, v_th: float, spike_fn: Surrogate,
-                         detach_reset: bool = False, probe=0.0):
+def two_compartment_step(
+    params,
+    state: TCLIFState,
+    current,
+    *,
+    decay: tuple[float, float],
+    gamma: float,
+    v_th: float,
+    spike_fn: Surrogate,
+    detach_reset: bool = False,
+    probe=0.0,
+):
     """Generalised two-compartment step (paper Eq. 7-9), ``params = {"b": (2,) or (n, 2)}``.
 
     U_D[t] = a1 U_D[t-1] + b1 U_S[t-1] + I[t] - gamma S[t-1]
@@ -124,9 +160,19 @@ def two_compartment_step(params, state: TCLIFState, current, *, decay: tuple[flo
 # ----------------------------------------------------------------------------- LIF family
 
 
-def lif_step(params, state: LIFState, current, *, decay, v_th: float, spike_fn: Surrogate,
-             reset: str = "soft", reset_order: str = "official", detach_reset: bool = False,
-             probe=0.0):
+def lif_step(
+    params,
+    state: LIFState,
+    current,
+    *,
+    decay,
+    v_th: float,
+    spike_fn: Surrogate,
+    reset: str = "soft",
+    reset_order: str = "official",
+    detach_reset: bool = False,
+    probe=0.0,
+):
     """One LIF step (paper Eq. 1-3) with decay beta (a float or array).
 
     ``reset_order="official"``: the reset comes before the leak, as in the
@@ -151,8 +197,16 @@ def lif_step(params, state: LIFState, current, *, decay, v_th: float, spike_fn: 
     return LIFState(potential, spike), spike
 
 
-def plif_step(params, state: LIFState, current, *, v_th: float, spike_fn: Surrogate,
-              detach_reset: bool = False, probe=0.0):
+def plif_step(
+    params,
+    state: LIFState,
+    current,
+    *,
+    v_th: float,
+    spike_fn: Surrogate,
+    detach_reset: bool = False,
+    probe=0.0,
+):
     """Official PLIF step: v = (1 - sigmoid(w)) v_reset + I, hard reset to 0.
 
     ``params = {"w": ()}`` (one per layer), initialised at -1.4.
@@ -164,9 +218,19 @@ def plif_step(params, state: LIFState, current, *, v_th: float, spike_fn: Surrog
     return LIFState(potential, spike), spike
 
 
-def alif_step(params, state: ALIFState, current, *, tau_m: float, tau_adapt: float,
-              beta_adapt: float, v_th: float, spike_fn: Surrogate,
-              detach_reset: bool = False, probe=0.0):
+def alif_step(
+    params,
+    state: ALIFState,
+    current,
+    *,
+    tau_m: float,
+    tau_adapt: float,
+    beta_adapt: float,
+    v_th: float,
+    spike_fn: Surrogate,
+    detach_reset: bool = False,
+    probe=0.0,
+):
     """Adaptive LIF in Bellec et al.'s (2018) LSNN form.
 
     a[t] = rho a[t-1] + S[t-1];  A[t] = v_th + beta_adapt a[t]
@@ -186,7 +250,7 @@ def alif_step(params, state: ALIFState, current, *, tau_m: float, tau_adapt: flo
     return ALIFState(potential, adaptation, spike), spike
 
 
-# ----------------------------------------------------------------------------- specs
+# ----------------------------------------------------------------------------- the protocol
 
 
 def _logit(p: float) -> float:
@@ -195,40 +259,98 @@ def _logit(p: float) -> float:
     return math.log(p / (1.0 - p))
 
 
-def _zeros_state(cls, batch_shape, n, dtype):
-    z = jnp.zeros((*batch_shape, n), dtype)
-    return cls(*([z] * len(cls._fields)))
+NEURONS: dict[str, type[Neuron]] = {}
 
 
 @dataclasses.dataclass(frozen=True)
-class _Neuron:
-    """Common static settings: threshold, surrogate and whether resets are detached."""
+class Neuron:
+    """The neuron protocol: static settings (fields) plus the functions outside code needs.
+
+    Class attributes a neuron type sets:
+
+    * ``name``: its registry key in ``NEURONS`` (``make_neuron(name, **settings)``);
+    * ``State``: its state NamedTuple (every field ``(..., n)``; the last one is the spike);
+    * ``threshold_compartment``: the state field compared with the threshold;
+    * ``compartments``: the state fields that are membrane potentials;
+    * ``state_fields``: the state fields a Jacobian is taken over (``state_vector``);
+    * ``preset_settings``: the settings of a preset it takes over when it replaces the
+      preset's neuron (``None``: every setting it has).
+
+    Methods: ``init_params``, ``init_state``, ``step``, ``potential``, ``state_vector``,
+    ``state_from_vector``, ``coupling`` and the ``wavefront`` property.
+    """
+
+    name: ClassVar[str] = ""
+    State: ClassVar[type] = LIFState
+    threshold_compartment: ClassVar[str] = "potential"
+    compartments: ClassVar[tuple[str, ...]] = ("potential",)
+    state_fields: ClassVar[tuple[str, ...]] = ("potential",)
+    preset_settings: ClassVar[frozenset[str] | None] = frozenset({"v_th"})
 
     v_th: float = 1.0
     surrogate: Surrogate = Surrogate("triangle", 1.0)
     detach_reset: bool = False
 
-    state_type: Any = dataclasses.field(default=LIFState, init=False, repr=False)
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if cls.__dict__.get("name"):
+            NEURONS[cls.name] = cls
 
     def __post_init__(self):
         object.__setattr__(self, "surrogate", get_surrogate(self.surrogate))
 
+    @classmethod
+    def settings(cls) -> tuple[str, ...]:
+        """The names of this neuron type's settings (its dataclass fields)."""
+        return tuple(f.name for f in dataclasses.fields(cls) if f.init)
+
     def init_params(self, num_neurons: int) -> dict[str, jax.Array]:
+        """Learnable parameters of a layer of ``num_neurons`` (a dict of arrays)."""
         return {}
 
-    def init_state(self, batch_shape: tuple[int, ...], num_neurons: int,
-                   dtype=jnp.float32):
+    def init_state(self, batch_shape: tuple[int, ...], num_neurons: int, dtype=jnp.float32):
         """All-zero state of shape ``(*batch_shape, num_neurons)`` per field."""
-        return _zeros_state(self.state_type, tuple(batch_shape), num_neurons, dtype)
+        z = jnp.zeros((*tuple(batch_shape), num_neurons), dtype)
+        return self.State(*([z] * len(self.State._fields)))
 
-    @staticmethod
-    def potential(state) -> jax.Array:
+    def step(self, params, state, current, probe=0.0):
+        """One step: ``(new_state, spike)``; ``current`` and the state are ``(..., n)``."""
+        raise NotImplementedError
+
+    def potential(self, state) -> jax.Array:
         """The potential compared with the threshold (the soma for two compartments)."""
-        return state.soma if isinstance(state, TCLIFState) else state.potential
+        return getattr(state, self.threshold_compartment)
+
+    def state_vector(self, state) -> jax.Array:
+        """The state fields of ``state_fields`` stacked on a new last axis ``(..., k)``."""
+        return jnp.stack([getattr(state, f) for f in self.state_fields], -1)
+
+    def threshold(self, vector: jax.Array) -> jax.Array:
+        """The firing threshold for a state vector ``(..., k)`` (constant ``v_th`` here)."""
+        return jnp.full(vector.shape[:-1], self.v_th, vector.dtype)
+
+    def state_from_vector(self, vector: jax.Array):
+        """Rebuild a state from ``state_vector`` output, the spike recomputed through the
+        surrogate (so a Jacobian includes the reset's spike term)."""
+        fields = dict(zip(self.state_fields, jnp.moveaxis(vector, -1, 0)))
+        fields["spike"] = self.surrogate(
+            fields[self.threshold_compartment] - self.threshold(vector)
+        )
+        return self.State(**fields)
+
+    def coupling(self, params) -> tuple[jax.Array, jax.Array] | None:
+        """The two-compartment coupling (b1, b2) of Eq. 14-15, or None for one compartment."""
+        return None
+
+    @property
+    def wavefront(self) -> bool:
+        """Whether the hand-differentiated wavefront kernel (``tclif_jax.wavefront``)
+        computes this neuron (it is written for TC-LIF in the official reset order)."""
+        return False
 
 
 @dataclasses.dataclass(frozen=True)
-class TCLIF(_Neuron):
+class TCLIF(Neuron):
     """TC-LIF: gamma, v_th, initial (b1, b2), one (c1, c2) per layer or per neuron.
 
     ``init_b = (b1, b2)`` with b1 in (-1, 0) and b2 in (0, 1); ``init_c`` gives
@@ -236,18 +358,24 @@ class TCLIF(_Neuron):
     c = (1.5, -0.5)).
     """
 
+    name: ClassVar[str] = "tclif"
+    State: ClassVar[type] = TCLIFState
+    threshold_compartment: ClassVar[str] = "soma"
+    compartments: ClassVar[tuple[str, ...]] = ("dendrite", "soma")
+    state_fields: ClassVar[tuple[str, ...]] = ("dendrite", "soma")
+    preset_settings: ClassVar[frozenset[str] | None] = None
+
     gamma: float = 0.5
     init_b: tuple[float, float] = (-0.5, 0.5)
     init_c: tuple[float, float] | None = None
     per_neuron: bool = False
     reset_order: str = "official"
 
-    state_type: Any = dataclasses.field(default=TCLIFState, init=False, repr=False)
-
     def __post_init__(self):
         super().__post_init__()
         if self.reset_order not in RESET_ORDERS:
             raise ValueError(f"Unknown reset_order {self.reset_order!r}; valid: {RESET_ORDERS}.")
+        self.initial_c()  # validates init_b
 
     def initial_c(self) -> tuple[float, float]:
         if self.init_c is not None:
@@ -262,21 +390,41 @@ class TCLIF(_Neuron):
         return {"c": c}
 
     def step(self, params, state, current, probe=0.0):
-        return tclif_step(params, state, current, gamma=self.gamma, v_th=self.v_th,
-                          spike_fn=self.surrogate, reset_order=self.reset_order,
-                          detach_reset=self.detach_reset, probe=probe)
+        return tclif_step(
+            params,
+            state,
+            current,
+            gamma=self.gamma,
+            v_th=self.v_th,
+            spike_fn=self.surrogate,
+            reset_order=self.reset_order,
+            detach_reset=self.detach_reset,
+            probe=probe,
+        )
+
+    def coupling(self, params):
+        return coupling(params["c"])
+
+    @property
+    def wavefront(self) -> bool:
+        return self.reset_order == "official"
 
 
 @dataclasses.dataclass(frozen=True)
-class TwoCompartment(_Neuron):
+class TwoCompartment(Neuron):
     """Generalised two-compartment neuron (Eq. 7-9): fixed (a1, a2), learnable (b1, b2)."""
+
+    name: ClassVar[str] = "two_compartment"
+    State: ClassVar[type] = TCLIFState
+    threshold_compartment: ClassVar[str] = "soma"
+    compartments: ClassVar[tuple[str, ...]] = ("dendrite", "soma")
+    state_fields: ClassVar[tuple[str, ...]] = ("dendrite", "soma")
+    preset_settings: ClassVar[frozenset[str] | None] = frozenset({"v_th", "init_b"})
 
     decay: tuple[float, float] = (1.0, 1.0)
     init_b: tuple[float, float] = (-0.5, 0.5)
     gamma: float = 0.0
     per_neuron: bool = False
-
-    state_type: Any = dataclasses.field(default=TCLIFState, init=False, repr=False)
 
     def init_params(self, num_neurons):
         b = jnp.asarray(self.init_b, jnp.float32)
@@ -285,14 +433,27 @@ class TwoCompartment(_Neuron):
         return {"b": b}
 
     def step(self, params, state, current, probe=0.0):
-        return two_compartment_step(params, state, current, decay=tuple(self.decay),
-                                    gamma=self.gamma, v_th=self.v_th, spike_fn=self.surrogate,
-                                    detach_reset=self.detach_reset, probe=probe)
+        return two_compartment_step(
+            params,
+            state,
+            current,
+            decay=tuple(self.decay),
+            gamma=self.gamma,
+            v_th=self.v_th,
+            spike_fn=self.surrogate,
+            detach_reset=self.detach_reset,
+            probe=probe,
+        )
+
+    def coupling(self, params):
+        return params["b"][..., 0], params["b"][..., 1]
 
 
 @dataclasses.dataclass(frozen=True)
-class LIF(_Neuron):
+class LIF(Neuron):
     """LIF with a fixed decay (official: 0.8) or a learnable one (sigmoid of a per-layer logit)."""
+
+    name: ClassVar[str] = "lif"
 
     decay: float = 0.8
     learn_decay: bool = False
@@ -300,18 +461,31 @@ class LIF(_Neuron):
     reset_order: str = "official"
 
     def init_params(self, num_neurons):
-        return {"decay_logit": jnp.asarray(_logit(self.decay), jnp.float32)} if self.learn_decay else {}
+        if not self.learn_decay:
+            return {}
+        return {"decay_logit": jnp.asarray(_logit(self.decay), jnp.float32)}
 
     def step(self, params, state, current, probe=0.0):
         decay = jax.nn.sigmoid(params["decay_logit"]) if self.learn_decay else self.decay
-        return lif_step(params, state, current, decay=decay, v_th=self.v_th,
-                        spike_fn=self.surrogate, reset=self.reset, reset_order=self.reset_order,
-                        detach_reset=self.detach_reset, probe=probe)
+        return lif_step(
+            params,
+            state,
+            current,
+            decay=decay,
+            v_th=self.v_th,
+            spike_fn=self.surrogate,
+            reset=self.reset,
+            reset_order=self.reset_order,
+            detach_reset=self.detach_reset,
+            probe=probe,
+        )
 
 
 @dataclasses.dataclass(frozen=True)
-class PLIF(_Neuron):
+class PLIF(Neuron):
     """Parametric LIF (official): learnable per-layer w, decay 1 - sigmoid(w), hard reset."""
+
+    name: ClassVar[str] = "plif"
 
     init_w: float = -1.4
 
@@ -319,50 +493,104 @@ class PLIF(_Neuron):
         return {"w": jnp.asarray(self.init_w, jnp.float32)}
 
     def step(self, params, state, current, probe=0.0):
-        return plif_step(params, state, current, v_th=self.v_th, spike_fn=self.surrogate,
-                         detach_reset=self.detach_reset, probe=probe)
+        return plif_step(
+            params,
+            state,
+            current,
+            v_th=self.v_th,
+            spike_fn=self.surrogate,
+            detach_reset=self.detach_reset,
+            probe=probe,
+        )
 
 
 @dataclasses.dataclass(frozen=True)
-class ALIF(_Neuron):
+class ALIF(Neuron):
     """Adaptive-threshold LIF (LSNN). Time constants in steps; no learnable parameters."""
+
+    name: ClassVar[str] = "alif"
+    State: ClassVar[type] = ALIFState
+    state_fields: ClassVar[tuple[str, ...]] = ("potential", "adaptation")
 
     tau_m: float = 20.0
     tau_adapt: float = 700.0
     beta_adapt: float = 1.8
 
-    state_type: Any = dataclasses.field(default=ALIFState, init=False, repr=False)
-
     def step(self, params, state, current, probe=0.0):
-        return alif_step(params, state, current, tau_m=self.tau_m, tau_adapt=self.tau_adapt,
-                         beta_adapt=self.beta_adapt, v_th=self.v_th, spike_fn=self.surrogate,
-                         detach_reset=self.detach_reset, probe=probe)
+        return alif_step(
+            params,
+            state,
+            current,
+            tau_m=self.tau_m,
+            tau_adapt=self.tau_adapt,
+            beta_adapt=self.beta_adapt,
+            v_th=self.v_th,
+            spike_fn=self.surrogate,
+            detach_reset=self.detach_reset,
+            probe=probe,
+        )
+
+    def threshold(self, vector):
+        return self.v_th + self.beta_adapt * vector[..., self.state_fields.index("adaptation")]
 
 
-NEURONS: dict[str, type[_Neuron]] = {
-    "tclif": TCLIF,
-    "two_compartment": TwoCompartment,
-    "lif": LIF,
-    "plif": PLIF,
-    "alif": ALIF,
-}
+# ----------------------------------------------------------------------------- by name
+
+# A pseudo-setting: the surrogate's width travels beside its name.
+_SURROGATE_WIDTH = "surrogate_width"
 
 
-def make_neuron(name: str, **settings) -> _Neuron:
-    """Build a neuron spec by name; settings the neuron does not have are ignored.
+def neuron_settings() -> dict[str, type]:
+    """Every setting any registered neuron accepts, with its Python type for configs
+    (``object`` where neuron types disagree), plus ``surrogate_width``."""
+    kinds: dict[str, set] = {}
+    for cls in NEURONS.values():
+        hints = typing.get_type_hints(cls)
+        for field in cls.settings():
+            kinds.setdefault(field, set()).add(_config_type(hints[field]))
+    out = {k: (next(iter(v)) if len(v) == 1 else object) for k, v in sorted(kinds.items())}
+    out[_SURROGATE_WIDTH] = float
+    return out
 
-    Ignoring lets one preset's settings (gamma, init_b, ...) travel with a swap
-    to another neuron type (``neuron="lif"``); unknown *names* are an error.
-    """
-    if isinstance(name, _Neuron):
+
+def _config_type(hint) -> type:
+    # The type a command-line override of this setting is parsed as.
+    if hint is Surrogate:
+        return str
+    origin = typing.get_origin(hint)
+    if origin in (tuple, list):
+        return tuple
+    if origin is not None:  # Optional[...] / X | None
+        args = [a for a in typing.get_args(hint) if a is not type(None)]
+        return _config_type(args[0]) if len(args) == 1 else object
+    return hint if isinstance(hint, type) else object
+
+
+def make_neuron(name: str | Neuron, **settings: Any) -> Neuron:
+    """Build a neuron spec by name. Every setting must be one the neuron has (a ValueError
+    lists them otherwise); ``surrogate`` takes a name and ``surrogate_width`` its width."""
+    if isinstance(name, Neuron):
+        if settings:
+            raise ValueError(f"Settings {sorted(settings)} given with a built neuron {name}.")
         return name
     if name not in NEURONS:
         raise ValueError(f"Unknown neuron {name!r}; valid names are: {', '.join(NEURONS)}.")
     cls = NEURONS[name]
-    fields = {f.name for f in dataclasses.fields(cls) if f.init}
     settings = dict(settings)
-    width = settings.pop("surrogate_width", None)
+    foreign = sorted(set(settings) - set(cls.settings()) - {_SURROGATE_WIDTH})
+    if foreign:
+        raise ValueError(
+            f"Setting(s) {foreign} do not apply to neuron {name!r}; it accepts: "
+            f"{', '.join(sorted(cls.settings() + (_SURROGATE_WIDTH,)))}."
+        )
+    width = settings.pop(_SURROGATE_WIDTH, None)
     if "surrogate" in settings or width is not None:
         sur = settings.pop("surrogate", "triangle")
-        settings["surrogate"] = sur if isinstance(sur, Surrogate) else get_surrogate(sur, width)
-    return cls(**{k: v for k, v in settings.items() if k in fields})
+        if isinstance(sur, Surrogate):
+            settings["surrogate"] = sur if width is None else Surrogate(sur.name, width)
+        else:
+            settings["surrogate"] = get_surrogate(sur, width)
+    for key, value in settings.items():
+        if isinstance(value, list):
+            settings[key] = tuple(value)
+    return cls(**settings)

@@ -18,11 +18,11 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import logging as std_logging
 import math
 import os
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -31,32 +31,25 @@ import numpy as np
 import optax
 from absl import logging
 from flax import nnx
-from jax.sharding import NamedSharding, PartitionSpec as P
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
 
 from tclif_jax import data as data_lib
-from tclif_jax.checkpoint import CheckpointError, RunCheckpoints, abstract_like
-from tclif_jax.layers import NetworkSpec
-from tclif_jax.models import SpikingNetwork, apply, from_preset
-from tclif_jax.neurons import make_neuron
+from tclif_jax.checkpoint import RunCheckpoints, abstract_like
+from tclif_jax.config import NetworkConfig
+from tclif_jax.models import SpikingNetwork, from_config, parameters
 
-__all__ = ["NonFiniteLossError", "build_model", "make_optimizer", "make_train_step", "init_opt_state",
-           "make_eval_step", "make_mesh", "train_and_evaluate", "resolve_config"]
-
-# Model fields that are neuron or architecture settings passed to ``from_preset``.
-_MODEL_KEYS = ("gamma", "v_th", "init_b", "init_c", "surrogate", "surrogate_width",
-               "reset_order", "detach_reset", "per_neuron", "decay", "learn_decay", "reset",
-               "hidden", "recurrent", "dropout", "readout", "strategy", "matmul_dtype",
-               "remat_chunk")
-
-
-class _QuietOrbax(std_logging.Filter):
-    """Orbax logs every save at INFO through absl; keep its warnings, drop the chatter."""
-
-    def filter(self, record):
-        return record.levelno >= std_logging.WARNING or "orbax" not in record.pathname
-
-
-logging.get_absl_logger().addFilter(_QuietOrbax())
+__all__ = [
+    "NonFiniteLossError",
+    "network_config",
+    "build_model",
+    "make_optimizer",
+    "make_train_step",
+    "init_opt_state",
+    "make_eval_step",
+    "make_mesh",
+    "train_and_evaluate",
+]
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -66,48 +59,33 @@ class NonFiniteLossError(FloatingPointError):
 # ----------------------------------------------------------------------------- building
 
 
-def resolve_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
-    """Fill schedule-dependent fields left as None from ``config.schedules[config.schedule]``
-    (explicit values win) and check the choices; returns a new, resolved ConfigDict."""
-    config = ml_collections.ConfigDict(config.to_dict())
-    if config.schedule not in config.schedules:
-        raise ValueError(f"Unknown schedule {config.schedule!r}; this task offers: "
-                         f"{', '.join(config.schedules)}.")
-    for section, values in config.schedules[config.schedule].items():
-        for key, value in values.items():
-            if config[section].get(key) is None:
-                config[section][key] = value
-    missing = [f"{s}.{k}" for s in ("train", "optimizer") for k, v in config[s].items()
-               if v is None and k not in ("grad_clip",)]
-    if missing:
-        raise ValueError(f"Config fields {missing} are unset and the schedule does not fill them.")
-    if config.task not in data_lib.DATASETS:
-        raise ValueError(f"Unknown task {config.task!r}; valid: {', '.join(data_lib.DATASETS)}.")
-    return config
-
-
-def build_model(config: ml_collections.ConfigDict, in_features: int, num_classes: int) -> SpikingNetwork:
-    """The network named by ``config.model`` (a preset, or ``preset="custom"`` with ``hidden``)."""
+def network_config(
+    config: ml_collections.ConfigDict, in_features: int, num_classes: int
+) -> NetworkConfig:
+    """The ``NetworkConfig`` that ``config.model`` names: a preset (or ``"custom"`` with
+    ``hidden``) with every non-None field of ``config.model`` as an override."""
     mc = config.model
-    settings = {k: mc[k] for k in _MODEL_KEYS if k in mc and mc[k] is not None}
-    for k in ("init_b", "init_c", "hidden", "recurrent", "decay"):
-        if k in settings:
-            settings[k] = tuple(settings[k])
+    overrides = {k: v for k, v in mc.items() if k not in ("preset", "neuron") and v is not None}
     if mc.preset == "custom":
-        arch = {k: settings.pop(k) for k in ("recurrent", "dropout", "readout", "strategy",
-                                             "matmul_dtype", "remat_chunk") if k in settings}
-        hidden = settings.pop("hidden", None)
-        if not hidden:
+        if not overrides.get("hidden"):
             raise ValueError("model.preset='custom' needs model.hidden, e.g. (64, 64).")
-        return SpikingNetwork(in_features, hidden, num_classes, make_neuron(mc.neuron, **settings),
-                              rngs=nnx.Rngs(params=config.seed), **arch)
-    model = from_preset(mc.preset, seed=config.seed, neuron=mc.neuron, **settings)
-    if model.in_features != in_features or model.num_classes != num_classes:
+        base = NetworkConfig(in_features, overrides.pop("hidden"), num_classes)
+        return base.replace(neuron=mc.neuron, neuron_settings={}, **overrides)
+    net = NetworkConfig.from_preset(mc.preset, neuron=mc.neuron, **overrides)
+    if net.in_features != in_features or net.num_classes != num_classes:
         raise ValueError(
-            f"Preset {mc.preset!r} expects {model.in_features} input features and "
-            f"{model.num_classes} classes, but the {config.task} data has {in_features} and "
-            f"{num_classes}. Pick the task's preset or use model.preset='custom'.")
-    return model
+            f"Preset {mc.preset!r} expects {net.in_features} input features and "
+            f"{net.num_classes} classes, but the {config.task} data has {in_features} and "
+            f"{num_classes}. Pick the task's preset or use model.preset='custom'."
+        )
+    return net
+
+
+def build_model(
+    config: ml_collections.ConfigDict, in_features: int, num_classes: int
+) -> SpikingNetwork:
+    """The network named by ``config.model``, initialised from ``config.seed``."""
+    return from_config(network_config(config, in_features, num_classes), seed=config.seed)
 
 
 def make_optimizer(opt: ml_collections.ConfigDict, steps_per_epoch: int, num_epochs: int):
@@ -158,36 +136,53 @@ def init_opt_state(tx, params, mesh):
     rep = NamedSharding(mesh, P())
     state = jax.jit(tx.init)(params)
     shardings = jax.tree.map(
-        lambda a: a.sharding if isinstance(a.sharding, NamedSharding) and a.sharding.mesh == mesh
-        else rep, state)
+        lambda a: (
+            a.sharding if isinstance(a.sharding, NamedSharding) and a.sharding.mesh == mesh else rep
+        ),
+        state,
+    )
     return jax.device_put(state, shardings), shardings
 
 
-def _loss_and_metrics(params, spec, x, y, key):
-    logits, aux = apply(spec, params, x, dropout_key=key)
+def _loss_and_metrics(graphdef, params, x, y, key):
+    model = nnx.merge(graphdef, params)
+    logits, aux = model(x, dropout_key=key, return_aux=True)
     loss = optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
     acc = jnp.mean(jnp.argmax(logits, -1) == y)
     return loss, {"accuracy": acc, "firing_rates": aux["firing_rates"]}
 
 
-def make_train_step(spec: NetworkSpec, tx: optax.GradientTransformation, *,
-                    input_scale: float = 1.0, mesh=None, shardings=None, jit: bool = True) -> Callable:
+def make_train_step(
+    model: SpikingNetwork,
+    tx: optax.GradientTransformation,
+    *,
+    input_scale: float = 1.0,
+    mesh=None,
+    shardings=None,
+    jit: bool = True,
+) -> Callable:
     """``step(params, opt_state, x, y, key) -> (params, opt_state, metrics)``.
 
-    Pure: one forward/backward through the scan and one Adam update. A batch whose
+    ``params`` is ``parameters(model)`` (the ``nnx.Param`` state as a pure dict); the step
+    merges it with the model's graph (``nnx.merge``) and differentiates the model's own
+    call. Pure: one forward/backward through the scan and one Adam update. A batch whose
     loss or gradients are not finite leaves params and optimizer state unchanged
     and reports ``metrics["finite"] = False``. ``x`` is ``(B, T, F)`` in any real
     dtype (cast to f32 and multiplied by ``input_scale`` inside), ``y`` ``(B,)`` int.
     """
 
+    graphdef = nnx.graphdef(model)
+
     def step(params, opt_state, x, y, key):
         x = x.astype(jnp.float32) * input_scale
-        (loss, metrics), grads = jax.value_and_grad(_loss_and_metrics, has_aux=True)(
-            params, spec, x, y, key)
+        (loss, metrics), grads = jax.value_and_grad(_loss_and_metrics, argnums=1, has_aux=True)(
+            graphdef, params, x, y, key
+        )
         updates, new_opt_state = tx.update(grads, opt_state, params)
         new_params = optax.apply_updates(params, updates)
-        finite = jnp.isfinite(loss) & jnp.all(jnp.stack(
-            [jnp.all(jnp.isfinite(g)) for g in jax.tree.leaves(grads)]))
+        finite = jnp.isfinite(loss) & jnp.all(
+            jnp.stack([jnp.all(jnp.isfinite(g)) for g in jax.tree.leaves(grads)])
+        )
         keep = lambda new, old: jnp.where(finite, new, old)  # noqa: E731
         new_params = jax.tree.map(keep, new_params, params)
         new_opt_state = jax.tree.map(keep, new_opt_state, opt_state)
@@ -203,18 +198,24 @@ def make_train_step(spec: NetworkSpec, tx: optax.GradientTransformation, *,
     return jax.jit(step, donate_argnums=(0, 1), out_shardings=(p_sh, o_sh, rep))
 
 
-def make_eval_step(spec: NetworkSpec, *, input_scale: float = 1.0) -> Callable:
+def make_eval_step(model: SpikingNetwork, *, input_scale: float = 1.0) -> Callable:
     """``eval(params, x, y, mask) -> sums`` of loss, correct, count and per-layer firing
     rates times count; padded rows have mask 0 (they repeat the last example, so the
     batch's rate stays an unbiased estimate up to that repeat)."""
 
+    graphdef = nnx.graphdef(model)
+
     def step(params, x, y, mask):
         x = x.astype(jnp.float32) * input_scale
-        logits, aux = apply(spec, params, x)
+        logits, aux = nnx.merge(graphdef, params)(x, return_aux=True)
         losses = optax.softmax_cross_entropy_with_integer_labels(logits, y)
         count = jnp.sum(mask)
-        return {"loss": jnp.sum(losses * mask), "correct": jnp.sum((jnp.argmax(logits, -1) == y) * mask),
-                "count": count, "rates": aux["firing_rates"] * count}
+        return {
+            "loss": jnp.sum(losses * mask),
+            "correct": jnp.sum((jnp.argmax(logits, -1) == y) * mask),
+            "count": count,
+            "rates": aux["firing_rates"] * count,
+        }
 
     return jax.jit(step)
 
@@ -242,8 +243,10 @@ class _Split:
         if self.on_device:
             i = _put_global(idx.astype(np.int32), self.batch_sharding)
             return self._take(self.x, i), self._take(self.y, i)
-        return (_put_global(self.x[idx], self.batch_sharding),
-                _put_global(self.y[idx], self.batch_sharding))
+        return (
+            _put_global(self.x[idx], self.batch_sharding),
+            _put_global(self.y[idx], self.batch_sharding),
+        )
 
 
 def _put_global(array: np.ndarray, sharding):
@@ -255,9 +258,17 @@ def _put_global(array: np.ndarray, sharding):
 
 
 def _fingerprint(config, dataset) -> str:
-    blob = json.dumps({"task": config.task, "model": config.model.to_dict(),
-                       "features": dataset.num_features, "classes": dataset.num_classes,
-                       "seed": config.seed}, sort_keys=True, default=str)
+    blob = json.dumps(
+        {
+            "task": config.task,
+            "model": config.model.to_dict(),
+            "features": dataset.num_features,
+            "classes": dataset.num_classes,
+            "seed": config.seed,
+        },
+        sort_keys=True,
+        default=str,
+    )
     return hashlib.sha1(blob.encode()).hexdigest()[:16]
 
 
@@ -272,12 +283,16 @@ def _evaluate(eval_step, params, split: _Split, batch_size: int, n_dev: int) -> 
         out = eval_step(params, x, y, _put_global(mask, split.batch_sharding))
         for k in sums:
             sums[k] = sums[k] + np.asarray(out[k], np.float64)
-    return {"loss": float(sums["loss"] / sums["count"]), "acc": float(sums["correct"] / sums["count"]),
-            "rates": [round(float(r), 6) for r in sums["rates"] / sums["count"]]}
+    return {
+        "loss": float(sums["loss"] / sums["count"]),
+        "acc": float(sums["correct"] / sums["count"]),
+        "rates": [round(float(r), 6) for r in sums["rates"] / sums["count"]],
+    }
 
 
 def _plot_curves(history: list[dict], path: str) -> None:
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
@@ -325,10 +340,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     validation split, else best test accuracy), ``best_test_acc``, ``final_test_acc``,
     ``history`` (the metrics.jsonl records), ``params`` and ``model`` (holding them).
     """
-    config = resolve_config(config)
+    if config.task not in data_lib.DATASETS:
+        raise ValueError(f"Unknown task {config.task!r}; valid: {', '.join(data_lib.DATASETS)}.")
     os.makedirs(workdir, exist_ok=True)
-    if config.get("distributed", False):
-        jax.distributed.initialize()
     data_fields = {k: v for k, v in config.data.items() if k != "on_device"}
     dataset = data_lib.load_dataset(config.task, data_fields, workdir=workdir)
     for k, v in dataset.info.items():
@@ -339,12 +353,16 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     mesh = make_mesh()
     n_dev = mesh.devices.size
     if tc.batch_size % n_dev:
-        raise ValueError(f"train.batch_size={tc.batch_size} must be a multiple of the "
-                         f"{n_dev} devices (data-parallel); try {tc.batch_size - tc.batch_size % n_dev or n_dev}.")
+        raise ValueError(
+            f"train.batch_size={tc.batch_size} must be a multiple of the "
+            f"{n_dev} devices (data-parallel); try {tc.batch_size - tc.batch_size % n_dev or n_dev}."
+        )
     num_train = len(dataset.splits["train"][1])
     if num_train < tc.batch_size:
-        raise ValueError(f"The training split has {num_train} examples, fewer than "
-                         f"train.batch_size={tc.batch_size}; lower the batch size or raise data.train_limit.")
+        raise ValueError(
+            f"The training split has {num_train} examples, fewer than "
+            f"train.batch_size={tc.batch_size}; lower the batch size or raise data.train_limit."
+        )
     on_device = config.data.get("on_device", "auto")
     total_bytes = sum(a.nbytes for xy in dataset.splits.values() for a in xy)
     place = total_bytes < 2**31 if on_device == "auto" else bool(on_device)
@@ -353,28 +371,48 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     tx, schedule = make_optimizer(config.optimizer, steps_per_epoch, tc.num_epochs)
 
     # Copy: the step donates its params, which must not be the module's own buffers.
-    params = jax.tree.map(np.array, model.arrays())
+    params = jax.tree.map(np.array, parameters(model))
     p_sh = param_shardings(params, mesh, config.get("mesh", {}).get("shard_params", False))
     params = jax.device_put(params, p_sh)
     opt_state, o_sh = init_opt_state(tx, params, mesh)
-    run = _Run(config, workdir, splits,
-               make_train_step(model.spec, tx, input_scale=dataset.input_scale, mesh=mesh,
-                               shardings=(p_sh, o_sh)),
-               make_eval_step(model.spec, input_scale=dataset.input_scale), schedule,
-               RunCheckpoints(workdir, keep=tc.keep_checkpoints), steps_per_epoch, n_dev,
-               "valid" if "valid" in splits else "test")
+    run = _Run(
+        config,
+        workdir,
+        splits,
+        make_train_step(
+            model, tx, input_scale=dataset.input_scale, mesh=mesh, shardings=(p_sh, o_sh)
+        ),
+        make_eval_step(model, input_scale=dataset.input_scale),
+        schedule,
+        RunCheckpoints(workdir, keep=tc.keep_checkpoints),
+        steps_per_epoch,
+        n_dev,
+        "valid" if "valid" in splits else "test",
+    )
 
     fingerprint = _fingerprint(config, dataset)
-    meta = {"epoch": 0, "step": 0, "epoch_step": 0, "sums": [0.0, 0.0, 0], "history": [],
-            "best_acc": -1.0, "best_test_acc": -1.0, "nonfinite_skipped": 0, "elapsed": 0.0,
-            "fingerprint": fingerprint}
+    meta = {
+        "epoch": 0,
+        "step": 0,
+        "epoch_step": 0,
+        "sums": [0.0, 0.0, 0],
+        "history": [],
+        "best_acc": -1.0,
+        "best_test_acc": -1.0,
+        "nonfinite_skipped": 0,
+        "elapsed": 0.0,
+        "fingerprint": fingerprint,
+    }
     if run.ckpts.latest_step() is not None:
-        (params, opt_state), meta = run.ckpts.restore(abstract_like((params, opt_state)), fingerprint)
+        (params, opt_state), meta = run.ckpts.restore(
+            abstract_like((params, opt_state)), fingerprint
+        )
         logging.info("Resumed from step %d (epoch %d) in %s", meta["step"], meta["epoch"], workdir)
     with open(os.path.join(workdir, "config.json"), "w") as f:
         json.dump(config.to_dict(), f, indent=1, default=str)
 
     run.start_time = time.time() - meta["elapsed"]
+
     def finished():
         return meta["epoch"] >= tc.num_epochs or bool(tc.max_steps and meta["step"] >= tc.max_steps)
 
@@ -386,16 +424,25 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     history = meta["history"]
     if not history:
         raise RuntimeError(f"Nothing was trained in {workdir}: train.num_epochs={tc.num_epochs}.")
-    model.set_arrays(jax.tree.map(np.asarray, params))
+    nnx.update(model, jax.tree.map(np.asarray, params))
     best, best_test = history[-1]["best_acc"], history[-1]["best_test_acc"]
     val = f"best val accuracy {100 * best:.2f}%, " if run.select == "valid" else ""
-    msg = (f"{config.task} {config.model.preset} ({config.model.neuron}): {val}best test accuracy "
-           f"{100 * best_test:.2f}%, final test {100 * history[-1]['test_acc']:.2f}% after "
-           f"{meta['step']} steps; metrics in {os.path.join(workdir, 'metrics.jsonl')}")
+    msg = (
+        f"{config.task} {config.model.preset} ({config.model.neuron}): {val}best test accuracy "
+        f"{100 * best_test:.2f}%, final test {100 * history[-1]['test_acc']:.2f}% after "
+        f"{meta['step']} steps; metrics in {os.path.join(workdir, 'metrics.jsonl')}"
+    )
     logging.info(msg)
     print(msg, flush=True)
-    return {"best_acc": best, "best_test_acc": best_test, "final_test_acc": history[-1]["test_acc"],
-            "history": history, "params": params, "model": model, "workdir": workdir}
+    return {
+        "best_acc": best,
+        "best_test_acc": best_test,
+        "final_test_acc": history[-1]["test_acc"],
+        "history": history,
+        "params": params,
+        "model": model,
+        "workdir": workdir,
+    }
 
 
 def _train_epoch(run: _Run, params, opt_state, meta: dict):
@@ -407,13 +454,19 @@ def _train_epoch(run: _Run, params, opt_state, meta: dict):
     epoch = meta["epoch"]
     order = np.random.default_rng([run.config.seed, epoch]).permutation(run.splits["train"].n)
     base_key = jax.random.key(run.config.seed)
-    bar = tqdm(total=run.steps_per_epoch, initial=meta["epoch_step"], leave=False,
-               desc=f"epoch {epoch + 1}/{tc.num_epochs}", disable=not tc.progress, dynamic_ncols=True)
+    bar = tqdm(
+        total=run.steps_per_epoch,
+        initial=meta["epoch_step"],
+        leave=False,
+        desc=f"epoch {epoch + 1}/{tc.num_epochs}",
+        disable=not tc.progress,
+        dynamic_ncols=True,
+    )
     pending = None
     for b in range(meta["epoch_step"], run.steps_per_epoch):
         if tc.max_steps and meta["step"] >= tc.max_steps:
             break
-        x, y = run.splits["train"].batch(order[b * tc.batch_size:(b + 1) * tc.batch_size])
+        x, y = run.splits["train"].batch(order[b * tc.batch_size : (b + 1) * tc.batch_size])
         key = jax.random.fold_in(base_key, meta["step"])
         params, opt_state, metrics = run.train_step(params, opt_state, x, y, key)
         # Read the previous step's metrics after dispatching this one (no pipeline stall).
@@ -422,8 +475,11 @@ def _train_epoch(run: _Run, params, opt_state, meta: dict):
         pending = (metrics, meta["step"], epoch, tc.batch_size)
         meta["step"] += 1
         meta["epoch_step"] = b + 1
-        if (tc.checkpoint_every_steps and meta["step"] % tc.checkpoint_every_steps == 0
-                and meta["epoch_step"] < run.steps_per_epoch):
+        if (
+            tc.checkpoint_every_steps
+            and meta["step"] % tc.checkpoint_every_steps == 0
+            and meta["epoch_step"] < run.steps_per_epoch
+        ):
             _consume(pending, meta, tc, bar)
             pending = None
             meta["elapsed"] = time.time() - run.start_time
@@ -438,8 +494,12 @@ def _end_epoch(run: _Run, params, opt_state, meta: dict, stopped_early: bool, ep
     """Evaluate, log a metrics record, checkpoint (also as best), and advance ``meta``."""
     tc = run.config.train
     loss_sum, correct_sum, seen = meta["sums"]
-    record = {"epoch": meta["epoch"] + 1, "step": meta["step"],
-              "train_loss": loss_sum / max(seen, 1), "train_acc": correct_sum / max(seen, 1)}
+    record = {
+        "epoch": meta["epoch"] + 1,
+        "step": meta["step"],
+        "train_loss": loss_sum / max(seen, 1),
+        "train_acc": correct_sum / max(seen, 1),
+    }
     for name, split in run.splits.items():
         if name == "train":
             continue
@@ -466,8 +526,12 @@ def _end_epoch(run: _Run, params, opt_state, meta: dict, stopped_early: bool, ep
     meta["elapsed"] = time.time() - run.start_time
     run.ckpts.save(meta["step"], (params, opt_state), meta, best=is_best)
     _write_history(run.workdir, meta["history"])
-    logging.info("epoch %d step %d: %s", record["epoch"], meta["step"],
-                 {k: v for k, v in record.items() if k.endswith(("acc", "loss"))})
+    logging.info(
+        "epoch %d step %d: %s",
+        record["epoch"],
+        meta["step"],
+        {k: v for k, v in record.items() if k.endswith(("acc", "loss"))},
+    )
 
 
 def _consume(pending, meta: dict, tc, bar) -> None:
@@ -480,10 +544,12 @@ def _consume(pending, meta: dict, tc, bar) -> None:
                 f"Non-finite loss or gradient at step {step} (epoch {epoch + 1}); that update was "
                 "not applied and the last good checkpoint is kept. Rerun with "
                 "--config.train.skip_nonfinite=True to skip such batches, or lower "
-                "--config.optimizer.learning_rate / set --config.optimizer.grad_clip.")
+                "--config.optimizer.learning_rate / set --config.optimizer.grad_clip."
+            )
         meta["nonfinite_skipped"] += 1
-        logging.warning("Skipped a non-finite batch at step %d (%d so far).", step,
-                        meta["nonfinite_skipped"])
+        logging.warning(
+            "Skipped a non-finite batch at step %d (%d so far).", step, meta["nonfinite_skipped"]
+        )
         return
     loss, acc = float(metrics["loss"]), float(metrics["accuracy"])
     loss_sum, correct_sum, seen = meta["sums"]

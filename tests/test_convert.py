@@ -4,8 +4,7 @@ import jax
 import numpy as np
 import pytest
 
-from tclif_jax.convert import from_official, to_official
-from tclif_jax.models import PRESETS, from_preset
+from tclif_jax import PRESETS, from_official, from_preset, parameters, to_official
 
 
 def _sig(x):
@@ -16,14 +15,14 @@ def official_numpy_forward(sd, x, preset):
     """The official models' forward (reference sections 1 and 3), float64, batch-major x."""
     p = PRESETS[preset]
     s = preset.split("-")[0].replace("ps", "s")
-    settings = p["neuron_settings"]
+    settings = p.settings
     gamma, v_th = settings["gamma"], settings["v_th"]
     stride = 2 if s == "smnist" else 3
-    L = len(p["hidden"])
+    L = len(p.hidden)
     B, T, _ = x.shape
-    v1 = [np.zeros((B, n)) for n in p["hidden"]]
-    v2 = [np.zeros((B, n)) for n in p["hidden"]]
-    y = [np.zeros((B, n)) for n in p["hidden"]]
+    v1 = [np.zeros((B, n)) for n in p.hidden]
+    v2 = [np.zeros((B, n)) for n in p.hidden]
+    y = [np.zeros((B, n)) for n in p.hidden]
     out = 0.0
     for t in range(T):
         h = x[:, t].astype(np.float64)
@@ -31,7 +30,11 @@ def official_numpy_forward(sd, x, preset):
             lin, neu = stride * i, stride * i + stride - 1
             cur = h @ sd[f"features.{lin}.weight"].T + sd[f"features.{lin}.bias"]
             if f"features.{neu}.hid_weight.weight" in sd:
-                cur = cur + y[i] @ sd[f"features.{neu}.hid_weight.weight"].T + sd[f"features.{neu}.hid_weight.bias"]
+                cur = (
+                    cur
+                    + y[i] @ sd[f"features.{neu}.hid_weight.weight"].T
+                    + sd[f"features.{neu}.hid_weight.bias"]
+                )
                 c = sd[f"features.{neu}.sub_module.decay_factor"][0]
             else:
                 c = sd[f"features.{neu}.decay_factor"][0]
@@ -52,18 +55,36 @@ def random_official_state_dict(preset, seed):
     model = from_preset(preset, seed=seed)
     stride = 2 if preset.startswith(("smnist", "psmnist")) else 3
     rng = np.random.default_rng(seed)
-    return {k: (rng.normal(0, 0.6, v.shape) if "decay" in k else rng.normal(0, 1.0, v.shape)
-                / np.sqrt(v.shape[-1])).astype(np.float32)
-            for k, v in to_official(model, stride).items()}
+    return {
+        k: (
+            rng.normal(0, 0.6, v.shape)
+            if "decay" in k
+            else rng.normal(0, 1.0, v.shape) / np.sqrt(v.shape[-1])
+        ).astype(np.float32)
+        for k, v in to_official(model, stride).items()
+    }
 
 
-@pytest.mark.parametrize("preset,T", [("smnist-ff-64", 40), ("smnist-rec-64", 40),
-                                      ("smnist-rec-40", 40), ("gsc-rec", 15), ("shd-rec", 15),
-                                      ("shd-ff", 15), ("ssc-rec", 15)])
+@pytest.mark.parametrize(
+    "preset,T",
+    [
+        ("smnist-ff-64", 40),
+        ("smnist-rec-64", 40),
+        ("smnist-rec-40", 40),
+        ("gsc-rec", 15),
+        ("shd-rec", 15),
+        ("shd-ff", 15),
+        ("ssc-rec", 15),
+    ],
+)
 def test_converted_weights_reproduce_official_logits(preset, T):
     sd = random_official_state_dict(preset, seed=0)
     model = from_official(from_preset(preset, seed=123), sd)
-    x = np.random.default_rng(1).uniform(0, 2, (3, T, PRESETS[preset]["in_features"])).astype(np.float32)
+    x = (
+        np.random.default_rng(1)
+        .uniform(0, 2, (3, T, PRESETS[preset].in_features))
+        .astype(np.float32)
+    )
     logits, aux = model(x, return_aux=True)
     expected = official_numpy_forward({k: v.astype(np.float64) for k, v in sd.items()}, x, preset)
     rates = np.asarray(aux["firing_rates"])
@@ -77,7 +98,9 @@ def test_round_trip_to_official_and_back():
     assert sd["features.2.hid_weight.weight"].shape == (128, 128)
     assert sd["features.5.sub_module.decay_factor"].shape == (1, 2)
     b = from_official(from_preset("shd-rec", seed=2), sd)
-    for u, v in zip(jax.tree.leaves(a.arrays()), jax.tree.leaves(b.arrays())):
+    pa, pb = parameters(a), parameters(b)
+    assert jax.tree.structure(pa) == jax.tree.structure(pb)
+    for u, v in zip(jax.tree.leaves(pa), jax.tree.leaves(pb)):
         np.testing.assert_array_equal(np.asarray(u), np.asarray(v))
 
 

@@ -8,13 +8,10 @@ import sys
 import numpy as np
 import pytest
 
-from tclif_jax import data as data_lib
 from tclif_jax.data import spiking_audio
 from tclif_jax.train import train_and_evaluate
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SHARED = os.environ.get("TCLIF_SHARED_DATA") or os.path.join(ROOT, "..", "shared", "data")
-MNIST_DIR = os.path.join(SHARED, "mnist")
 
 
 def get_config(task, variant):
@@ -24,24 +21,30 @@ def get_config(task, variant):
     return config
 
 
-def cli(*args, env=None, timeout=600):
-    return subprocess.run([sys.executable, "-m", *args], cwd=ROOT, capture_output=True, text=True,
-                          timeout=timeout, env=dict(os.environ, **(env or {})))
-
-
 def records(workdir):
     return [json.loads(line) for line in open(os.path.join(workdir, "metrics.jsonl"))]
 
 
-SMALL_SYNTH = ["--config.data.delay=20", "--config.data.num_train=128", "--config.data.num_test=64",
-               "--config.train.batch_size=32", "--config.train.num_epochs=2",
-               "--config.model.hidden=(16,16)", "--config.train.progress=False"]
+SMALL_SYNTH = [
+    "--config.data.delay=20",
+    "--config.data.num_train=128",
+    "--config.data.num_test=64",
+    "--config.train.batch_size=32",
+    "--config.train.num_epochs=2",
+    "--config.model.hidden=(16,16)",
+    "--config.train.progress=False",
+]
 
 
-def test_synthetic_cli_end_to_end_and_resume(tmp_path):
+def test_delayed_cue_cli_end_to_end_and_resume(tmp_path, cli):
     wd = str(tmp_path / "q")
-    res = cli("experiments.synthetic", "--config=experiments/configs/synthetic.py", f"--workdir={wd}",
-              "--config.train.max_steps=5", *SMALL_SYNTH)
+    res = cli(
+        "experiments.delayed_cue",
+        "--config=experiments/configs/delayed_cue.py",
+        f"--workdir={wd}",
+        "--config.train.max_steps=5",
+        *SMALL_SYNTH,
+    )
     assert res.returncode == 0, res.stderr[-3000:]
     assert "best test accuracy" in res.stdout
     recs = records(wd)
@@ -49,35 +52,56 @@ def test_synthetic_cli_end_to_end_and_resume(tmp_path):
     for key in ("epoch", "step", "train_loss", "train_acc", "test_acc", "lr", "firing_rates"):
         assert key in recs[-1]
     assert os.path.getsize(os.path.join(wd, "learning_curve.png")) > 1000
-    res = cli("experiments.synthetic", "--config=experiments/configs/synthetic.py", f"--workdir={wd}",
-              *SMALL_SYNTH)
+    res = cli(
+        "experiments.delayed_cue",
+        "--config=experiments/configs/delayed_cue.py",
+        f"--workdir={wd}",
+        *SMALL_SYNTH,
+    )
     assert res.returncode == 0, res.stderr[-3000:]
     assert "Resumed from step 5" in res.stderr
     assert [r["step"] for r in records(wd)] == [4, 8]
 
 
-def test_cli_rejects_unknown_field_and_wrong_task(tmp_path):
-    res = cli("experiments.synthetic", "--config=experiments/configs/synthetic.py",
-              f"--workdir={tmp_path}", "--config.optimizer.learning_rat=1e-3")
+def test_cli_rejects_unknown_field_and_wrong_task(tmp_path, cli):
+    res = cli(
+        "experiments.delayed_cue",
+        "--config=experiments/configs/delayed_cue.py",
+        f"--workdir={tmp_path}",
+        "--config.optimizer.learning_rat=1e-3",
+    )
     assert res.returncode != 0 and "learning_rat" in res.stderr
-    res = cli("experiments.smnist", "--config=experiments/configs/synthetic.py", f"--workdir={tmp_path}")
+    res = cli(
+        "experiments.smnist", "--config=experiments/configs/delayed_cue.py", f"--workdir={tmp_path}"
+    )
     assert res.returncode != 0 and "delayed_cue" in res.stderr
-    res = cli("experiments.smnist", "--config=experiments/configs/smnist.py:ff128", f"--workdir={tmp_path}")
+    res = cli(
+        "experiments.smnist",
+        "--config=experiments/configs/smnist.py:ff128",
+        f"--workdir={tmp_path}",
+    )
     assert res.returncode != 0 and "ff, rec, ff40, rec40" in res.stderr
 
 
-def test_cli_missing_data_names_dataset_folder_and_fix(tmp_path):
+def test_cli_missing_data_names_dataset_folder_and_fix(tmp_path, cli):
     missing = tmp_path / "no-mnist-here"
-    res = cli("experiments.smnist", "--config=experiments/configs/smnist.py", f"--workdir={tmp_path / 'w'}",
-              f"--config.data.dir={missing}", "--config.data.source=idx")
+    res = cli(
+        "experiments.smnist",
+        "--config=experiments/configs/smnist.py",
+        f"--workdir={tmp_path / 'w'}",
+        f"--config.data.dir={missing}",
+        "--config.data.source=idx",
+    )
     assert res.returncode != 0
     assert "DataNotFoundError" in res.stderr and str(missing) in res.stderr
     assert "mnist" in res.stderr.lower()
 
 
 def _tiny(config, **data):
-    config.model.hidden = tuple([8] * len(config.model.hidden or
-                                          __import__("tclif_jax.models", fromlist=["PRESETS"]).PRESETS[config.model.preset]["hidden"]))
+    config.model.hidden = tuple(
+        [8]
+        * len(config.model.hidden or __import__("tclif_jax").PRESETS[config.model.preset].hidden)
+    )
     config.train.batch_size, config.train.max_steps = 4, 2
     for k, v in data.items():
         config.data[k] = v
@@ -87,7 +111,9 @@ def _tiny(config, **data):
 @pytest.mark.parametrize("task,variant", [("smnist", "rec"), ("psmnist", "ff40")])
 def test_mnist_tasks_under_tfds_mock(task, variant, tmp_path):
     tfds = pytest.importorskip("tensorflow_datasets")
-    config = _tiny(get_config(task, variant), dir=str(tmp_path / "tfds"), source="tfds", test_limit=6)
+    config = _tiny(
+        get_config(task, variant), dir=str(tmp_path / "tfds"), source="tfds", test_limit=6
+    )
     with tfds.testing.mock_data(num_examples=12):
         s = train_and_evaluate(config, str(tmp_path / "w"))
     rec = s["history"][-1]
@@ -109,14 +135,23 @@ def test_gsc_under_tfds_mock_uses_validation_split(tmp_path):
     assert s["model"].layers[0].dropout == 0.3
 
 
-@pytest.mark.parametrize("task,files", [("shd", ("train", "test")), ("ssc", ("train", "valid", "test"))])
+@pytest.mark.parametrize(
+    "task,files", [("shd", ("train", "test")), ("ssc", ("train", "valid", "test"))]
+)
 def test_spiking_audio_tasks_on_fabricated_h5(task, files, tmp_path):
     folder = tmp_path / "audio"
     folder.mkdir()
     classes = 20 if task == "shd" else 35
     for i, split in enumerate(files):
-        spiking_audio.write_fake_hsd(str(folder / f"{task}_{split}.h5"), 10, num_classes=classes,
-                                     seed=i, nan_times=2, inf_times=1, late_times=1)
+        spiking_audio.write_fake_hsd(
+            str(folder / f"{task}_{split}.h5"),
+            10,
+            num_classes=classes,
+            seed=i,
+            nan_times=2,
+            inf_times=1,
+            late_times=1,
+        )
     config = _tiny(get_config(task, "rec"), dir=str(folder))
     s = train_and_evaluate(config, str(tmp_path / "w"))
     rec = s["history"][-1]
@@ -129,9 +164,9 @@ FOUR_DEVICE_RUN = r"""
 import json, sys
 sys.path.insert(0, sys.argv[1])
 import jax
-from experiments.configs import synthetic
+from experiments.configs import delayed_cue
 from tclif_jax.train import train_and_evaluate
-c = synthetic.get_config()
+c = delayed_cue.get_config()
 c.data.delay, c.data.num_train, c.data.num_test = 20, 128, 60
 c.train.batch_size, c.train.num_epochs, c.train.progress = 32, 2, False
 c.model.hidden = (16, 16)
@@ -145,8 +180,13 @@ def test_training_agrees_on_1_and_4_devices(tmp_path):
     outs = {}
     for n in (1, 4):
         env = {"XLA_FLAGS": f"--xla_force_host_platform_device_count={n}", "JAX_PLATFORMS": "cpu"}
-        res = subprocess.run([sys.executable, "-c", FOUR_DEVICE_RUN, ROOT, str(tmp_path / str(n))],
-                             capture_output=True, text=True, timeout=600, env=dict(os.environ, **env))
+        res = subprocess.run(
+            [sys.executable, "-c", FOUR_DEVICE_RUN, ROOT, str(tmp_path / str(n))],
+            capture_output=True,
+            text=True,
+            timeout=600,
+            env=dict(os.environ, **env),
+        )
         assert res.returncode == 0, res.stderr[-3000:]
         outs[n] = json.loads(res.stdout.strip().splitlines()[-1])
     assert (outs[1]["n"], outs[4]["n"]) == (1, 4)
@@ -155,13 +195,11 @@ def test_training_agrees_on_1_and_4_devices(tmp_path):
             assert a[k] == pytest.approx(b[k], rel=1e-5, abs=1e-6), k
 
 
-@pytest.mark.skipif(not os.path.exists(os.path.join(MNIST_DIR, "train-images-idx3-ubyte.gz")),
-                    reason=f"real MNIST files not found in {MNIST_DIR} (set TCLIF_SHARED_DATA)")
-def test_real_smnist_ff64_learns_well_above_chance(tmp_path):
+def test_real_smnist_ff64_learns_well_above_chance(tmp_path, mnist_dir):
     # About a minute on 2 idle cores: 256 steps of 16 real images (T = 784), then 500
     # held-out test images. Measured in CI on this machine: 28.4% after epoch 2 (chance 10%).
     config = get_config("smnist", "ff")
-    config.data.dir, config.data.train_limit, config.data.test_limit = MNIST_DIR, 2048, 500
+    config.data.dir, config.data.train_limit, config.data.test_limit = mnist_dir, 2048, 500
     config.train.batch_size, config.train.num_epochs = 16, 2
     config.optimizer.learning_rate = 3e-3
     s = train_and_evaluate(config, str(tmp_path))

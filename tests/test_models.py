@@ -6,13 +6,32 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from flax import nnx
 
-from tclif_jax.models import PRESETS, SpikingNetwork, count_params, from_preset
-from tclif_jax.neurons import LIF, TCLIF
+from tclif_jax import (
+    LIF,
+    PRESETS,
+    TCLIF,
+    NetworkConfig,
+    SpikingNetwork,
+    apply,
+    count_params,
+    from_preset,
+    parameters,
+)
 
-TABLE6 = {"smnist-ff-64": 85_136, "smnist-rec-64": 155_088, "smnist-ff-40": 44_768,
-          "smnist-rec-40": 63_640, "gsc-ff": 106_216, "gsc-rec": 196_516, "shd-ff": 108_824,
-          "shd-rec": 141_848, "ssc-ff": 110_759, "ssc-rec": 110_757}
+TABLE6 = {
+    "smnist-ff-64": 85_136,
+    "smnist-rec-64": 155_088,
+    "smnist-ff-40": 44_768,
+    "smnist-rec-40": 63_640,
+    "gsc-ff": 106_216,
+    "gsc-rec": 196_516,
+    "shd-ff": 108_824,
+    "shd-rec": 141_848,
+    "ssc-ff": 110_759,
+    "ssc-rec": 110_757,
+}
 
 
 @pytest.mark.parametrize("name", sorted(TABLE6))
@@ -23,9 +42,9 @@ def test_preset_parameter_counts_match_table6(name):
 @pytest.mark.parametrize("name", sorted(PRESETS))
 def test_forward_shape_dtype_determinism_finiteness(name):
     p = PRESETS[name]
-    x = jax.random.uniform(jax.random.key(1), (3, 12, p["in_features"]), minval=0, maxval=2)
+    x = jax.random.uniform(jax.random.key(1), (3, 12, p.in_features), minval=0, maxval=2)
     logits = from_preset(name, seed=4)(x)
-    assert logits.shape == (3, p["num_classes"]) and logits.dtype == jnp.float32
+    assert logits.shape == (3, p.num_classes) and logits.dtype == jnp.float32
     assert np.all(np.isfinite(np.asarray(logits)))
     np.testing.assert_array_equal(np.asarray(logits), np.asarray(from_preset(name, seed=4)(x)))
     assert not np.allclose(np.asarray(logits), np.asarray(from_preset(name, seed=5)(x)))
@@ -39,8 +58,11 @@ def test_preset_neuron_settings_follow_the_reference():
     n = from_preset("shd-ff").layers[0].neuron
     assert (n.gamma, n.v_th, n.init_b) == (0.5, 1.5, (-0.5, 0.5))
     assert from_preset("gsc-ff").layers[0].dropout == 0.3
-    np.testing.assert_allclose(np.asarray(from_preset("psmnist-ff-64").layers[2].neuron_params["c"][...]),
-                               [0.0, 0.0], atol=1e-6)  # (b1, b2) = (-0.5, 0.5)
+    np.testing.assert_allclose(
+        np.asarray(from_preset("psmnist-ff-64").layers[2].neuron_params["c"][...]),
+        [0.0, 0.0],
+        atol=1e-6,
+    )  # (b1, b2) = (-0.5, 0.5)
 
 
 def test_neuron_swap_and_overrides():
@@ -67,8 +89,17 @@ def test_pytorch_default_init():
 
 
 def _model(readout="sum", strategy="layerwise", recurrent=(True, False), dropout=0.0):
-    return SpikingNetwork(5, (16, 8), 4, TCLIF(v_th=0.5), recurrent=recurrent, dropout=dropout,
-                          readout=readout, strategy=strategy, rngs=__import__("flax").nnx.Rngs(0))
+    config = NetworkConfig(
+        5,
+        (16, 8),
+        4,
+        TCLIF(v_th=0.5),
+        recurrent=recurrent,
+        dropout=dropout,
+        readout=readout,
+        strategy=strategy,
+    )
+    return SpikingNetwork(config, rngs=nnx.Rngs(0))
 
 
 def test_readouts_match_per_step_linear_pooled_over_time():
@@ -77,7 +108,7 @@ def test_readouts_match_per_step_linear_pooled_over_time():
         m = _model(readout=mode)
         logits, aux = m(x, record=True)
         s = np.asarray(aux["spikes"][-1])  # (B, T, n), batch-major
-        w, b = np.asarray(m.readout.linear.kernel[...]), np.asarray(m.readout.linear.bias[...])
+        w, b = np.asarray(m.readout.kernel[...]), np.asarray(m.readout.bias[...])
         per_step = s @ w + b
         expected = {"sum": per_step.sum(1), "mean": per_step.mean(1), "last": per_step[:, -1]}[mode]
         np.testing.assert_allclose(np.asarray(logits), expected, rtol=1e-5, atol=1e-5)
@@ -87,11 +118,16 @@ def test_readouts_match_per_step_linear_pooled_over_time():
 @pytest.mark.parametrize("recurrent", [(False, False), (True, True)])
 def test_fused_and_layerwise_agree(recurrent):
     x = jax.random.normal(jax.random.key(3), (4, 25, 5)) + 0.8
-    a, b = _model(strategy="layerwise", recurrent=recurrent), _model(strategy="fused", recurrent=recurrent)
+    a, b = (
+        _model(strategy="layerwise", recurrent=recurrent),
+        _model(strategy="fused", recurrent=recurrent),
+    )
     la, aux_a = a(x, return_aux=True)
     lb, aux_b = b(x, return_aux=True)
     np.testing.assert_allclose(np.asarray(la), np.asarray(lb), rtol=1e-5, atol=1e-5)
-    np.testing.assert_allclose(np.asarray(aux_a["firing_rates"]), np.asarray(aux_b["firing_rates"]), rtol=1e-6)
+    np.testing.assert_allclose(
+        np.asarray(aux_a["firing_rates"]), np.asarray(aux_b["firing_rates"]), rtol=1e-6
+    )
 
 
 def test_dropout_only_with_key_and_identical_across_strategies():
@@ -101,26 +137,27 @@ def test_dropout_only_with_key_and_identical_across_strategies():
     np.testing.assert_array_equal(np.asarray(m(x)), np.asarray(m(x)))
     assert not np.allclose(np.asarray(m(x)), np.asarray(m(x, dropout_key=key)))
     f = _model(dropout=0.5, strategy="fused")
-    np.testing.assert_allclose(np.asarray(m(x, dropout_key=key)), np.asarray(f(x, dropout_key=key)),
-                               rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(
+        np.asarray(m(x, dropout_key=key)), np.asarray(f(x, dropout_key=key)), rtol=1e-5, atol=1e-5
+    )
 
 
 def test_grad_through_784_steps_is_finite_and_nonzero():
     model = from_preset("smnist-ff-64")
-    params = model.arrays()
+    params = parameters(model)
     x = jax.random.uniform(jax.random.key(0), (2, 784, 1))
     y = jnp.asarray([3, 7])
 
     def loss(p):
-        from tclif_jax.models import apply
-        logits, _ = apply(model.spec, p, x)
+        logits, _ = apply(model.config, p, x)
         return -jnp.mean(jax.nn.log_softmax(logits)[jnp.arange(2), y])
 
     grads = jax.grad(loss)(params)
     for g in jax.tree.leaves(grads):
         assert np.all(np.isfinite(np.asarray(g)))
-    assert float(jnp.abs(grads["layers"][0]["w_in"]).sum()) > 0  # reaches the first layer
-    assert float(jnp.abs(grads["layers"][0]["neuron"]["c"]).sum()) > 0
+    first = grads["layers"][0]
+    assert float(jnp.abs(first["dense"]["kernel"]).sum()) > 0  # reaches the first layer
+    assert float(jnp.abs(first["neuron_params"]["c"]).sum()) > 0
 
 
 def test_bad_input_shapes_name_the_expected_shape():
@@ -136,7 +173,7 @@ def test_unknown_names_list_valid_ones():
         from_preset("smnist-ff-128")
     with pytest.raises(ValueError, match="tclif.*lif"):
         from_preset("smnist-ff-64", neuron="hh")
-    with pytest.raises(ValueError, match="valid keys"):
+    with pytest.raises(ValueError, match="Unknown network setting.*gama.*valid: fields"):
         from_preset("smnist-ff-64", gama=0.5)
     with pytest.raises(ValueError, match="do not apply"):
         from_preset("smnist-ff-64", neuron="lif", gamma=0.5)

@@ -5,8 +5,17 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from tclif_jax.neurons import (ALIF, LIF, PLIF, TCLIF, LIFState, TCLIFState, TwoCompartment,
-                               coupling, make_neuron)
+from tclif_jax.neurons import (
+    ALIF,
+    LIF,
+    PLIF,
+    TCLIF,
+    LIFState,
+    TCLIFState,
+    TwoCompartment,
+    coupling,
+    make_neuron,
+)
 
 jax.config.update("jax_enable_x64", False)
 
@@ -35,7 +44,9 @@ def test_tclif_official_step_matches_official_code_order():
         state, spike = neuron.step(params, state, jnp.asarray(x))
         np.testing.assert_array_equal(np.asarray(spike), s)
         np.testing.assert_allclose(np.asarray(state.soma) - v_th * np.asarray(spike), v2, atol=1e-5)
-        np.testing.assert_allclose(np.asarray(state.dendrite) - gamma * np.asarray(spike), v1, atol=1e-5)
+        np.testing.assert_allclose(
+            np.asarray(state.dendrite) - gamma * np.asarray(spike), v1, atol=1e-5
+        )
     assert 0 < np.asarray(spike).sum()
 
 
@@ -112,7 +123,9 @@ def test_lif_orders_and_resets():
 def test_plif_and_alif_closed_forms():
     plif = PLIF()
     p = plif.init_params(2)
-    st, s = plif.step(p, LIFState(jnp.asarray([0.5, 0.5]), jnp.asarray([0.0, 1.0])), jnp.asarray([0.2, 0.2]))
+    st, s = plif.step(
+        p, LIFState(jnp.asarray([0.5, 0.5]), jnp.asarray([0.0, 1.0])), jnp.asarray([0.2, 0.2])
+    )
     k = 1 - _sig(-1.4)
     np.testing.assert_allclose(np.asarray(st.potential), [k * 0.5 + 0.2, 0.2], rtol=1e-6)
     alif = ALIF(tau_m=20.0, tau_adapt=100.0, beta_adapt=1.5, v_th=1.0)

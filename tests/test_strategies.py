@@ -2,13 +2,12 @@
 
 * ``layerwise`` and ``fused`` give the same loss and gradients to 1e-5 (ff and recurrent
   presets, a per-neuron/detached-reset/"last"-readout variant). For TC-LIF stacks
-  ``fused`` runs the hand-differentiated scan of ``tclif_jax.layers``; it is also checked
-  against plain autodiff of the same fused scan (forced with zero probes).
+  ``fused`` runs the hand-differentiated kernel of ``tclif_jax.wavefront``; it is also
+  checked against autodiff of the same fused scan (``backward="autodiff"``).
 * bf16 matmuls keep master weights, gradients and neuron state in f32 and stay close to f32.
 * remat gives the same loss and gradients as no remat; a bad chunk is a clear error.
 """
 
-import dataclasses
 import functools
 
 import jax
@@ -17,10 +16,8 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from tclif_jax import layers
-from tclif_jax.layers import resolve_strategy, run_network
-from tclif_jax.models import SpikingNetwork, apply, from_preset
-from tclif_jax.neurons import TCLIF
+from tclif_jax import TCLIF, NetworkConfig, SpikingNetwork, apply, from_preset, parameters
+from tclif_jax.network import AUTO_STRATEGY, resolve_strategy, run_network
 
 CASES = {"smnist-ff-64": (4, 24), "smnist-rec-64": (4, 24), "shd-rec": (3, 12)}
 
@@ -30,15 +27,15 @@ def _inputs(model, batch, steps, seed=0):
     k1, k2 = jax.random.split(jax.random.key(seed))
     if f == 1:  # S-MNIST-like pixels in [0, 1]
         x = jax.random.uniform(k1, (batch, steps, f))
-    else:       # audio-like spike counts; dense enough to make the first layer fire
+    else:  # audio-like spike counts; dense enough to make the first layer fire
         x = (jax.random.uniform(k1, (batch, steps, f)) < 0.3).astype(jnp.float32)
     y = jax.random.randint(k2, (batch,), 0, model.num_classes)
     return x, y
 
 
-def _loss_and_grads(spec, params, x, y, probes=None):
+def _loss_and_grads(config, params, x, y, probes=None):
     def loss(p):
-        logits, aux = apply(spec, p, x, probes=probes)
+        logits, aux = apply(config, p, x, probes=probes)
         ce = -jnp.mean(jax.nn.log_softmax(logits)[jnp.arange(x.shape[0]), y])
         return ce, (logits, aux["firing_rates"])
 
@@ -46,13 +43,13 @@ def _loss_and_grads(spec, params, x, y, probes=None):
     return l, logits, rates, g
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _case(preset, strategy, mdt="float32", remat_chunk=0):
     """(model, x, y, loss/logits/rates/grads) for a preset case, computed once per module."""
     model = from_preset(preset, seed=1, matmul_dtype=mdt)
     x, y = _inputs(model, *CASES[preset])
-    spec = dataclasses.replace(model.spec, strategy=strategy, remat_chunk=remat_chunk)
-    return model, x, y, _loss_and_grads(spec, model.arrays(), x, y)
+    config = model.config.replace(strategy=strategy, remat_chunk=remat_chunk)
+    return model, x, y, _loss_and_grads(config, parameters(model), x, y)
 
 
 def _assert_same(a, b, tol=1e-5):
@@ -67,8 +64,13 @@ def _assert_same(a, b, tol=1e-5):
     for (path, x), z in zip(flat_a, flat_b):
         # Elementwise |a - b| <= tol * (1 + |a|), as assert_allclose(rtol=tol, atol=tol):
         # the two strategies sum the same terms in different orders (f32 rounding only).
-        np.testing.assert_allclose(np.asarray(z), np.asarray(x), rtol=tol, atol=tol,
-                                   err_msg=f"gradient {jax.tree_util.keystr(path)}")
+        np.testing.assert_allclose(
+            np.asarray(z),
+            np.asarray(x),
+            rtol=tol,
+            atol=tol,
+            err_msg=f"gradient {jax.tree_util.keystr(path)}",
+        )
 
 
 @pytest.mark.parametrize("preset", sorted(CASES))
@@ -79,38 +81,47 @@ def test_fused_and_layerwise_same_loss_and_grads(preset):
     _assert_same(lw, fu)
 
 
-def test_hand_written_backward_equals_autodiff_of_the_fused_scan():
-    model, x, y, fast = _case("smnist-rec-64", "fused")
-    spec = dataclasses.replace(model.spec, strategy="fused")
-    zeros = [jnp.zeros(x.shape[:2] + (n,)) for n in model.hidden]  # probes force the autodiff scan
-    _assert_same(fast, _loss_and_grads(spec, model.arrays(), x, y, zeros))
+@pytest.mark.parametrize("preset", ["smnist-rec-64", "shd-rec"])
+def test_hand_written_backward_equals_autodiff_of_the_fused_scan(preset):
+    model, x, y, fast = _case(preset, "fused")
+    autodiff = model.config.replace(strategy="fused", backward="autodiff")
+    _assert_same(fast, _loss_and_grads(autodiff, parameters(model), x, y))
 
 
 def test_variant_per_neuron_detached_last_readout_agrees():
     neuron = TCLIF(v_th=0.5, per_neuron=True, detach_reset=True)
-    m = SpikingNetwork(5, (16, 8), 4, neuron, recurrent=(True, False), readout="last",
-                       rngs=nnx.Rngs(0))
+    config = NetworkConfig(5, (16, 8), 4, neuron, recurrent=(True, False), readout="last")
+    m = SpikingNetwork(config, rngs=nnx.Rngs(0))
     x = jax.random.normal(jax.random.key(3), (4, 20, 5)) + 0.8
     y = jnp.arange(4)
-    _assert_same(_loss_and_grads(dataclasses.replace(m.spec, strategy="layerwise"), m.arrays(), x, y),
-                 _loss_and_grads(dataclasses.replace(m.spec, strategy="fused"), m.arrays(), x, y))
+    params = parameters(m)
+    _assert_same(
+        _loss_and_grads(config.replace(strategy="layerwise"), params, x, y),
+        _loss_and_grads(config.replace(strategy="fused"), params, x, y),
+    )
 
 
-def test_fused_tclif_takes_the_hand_differentiated_path():
+def _jaxpr(config, params, x, **kwargs):
+    return str(jax.make_jaxpr(lambda p: apply(config, p, x, **kwargs)[0])(params))
+
+
+def test_fused_tclif_takes_the_hand_differentiated_path_unless_told_otherwise():
     model = from_preset("smnist-ff-64", strategy="fused")
-    x = jnp.zeros((2, 8, 1))
-    jaxpr = str(jax.make_jaxpr(lambda p: apply(model.spec, p, x)[0])(model.arrays()))
-    assert "_wave" in jaxpr  # the custom_vjp of the fast fused scan
-    assert layers._wave_ok(model.spec, [None] * 3, [None] * 3, record=False)
-    assert not layers._wave_ok(model.spec, [None] * 3, [None] * 3, record=True)
+    x, params = jnp.zeros((2, 8, 1)), parameters(model)
+    assert "_wave" in _jaxpr(model.config, params, x)  # the kernel's custom_vjp
+    assert "_wave" not in _jaxpr(model.config.replace(backward="autodiff"), params, x)
+    assert "_wave" not in _jaxpr(model.config, params, x, record=True)
+    assert "_wave" not in _jaxpr(model.config.replace(strategy="layerwise"), params, x)
+    lif = from_preset("smnist-ff-64", strategy="fused", neuron="lif")
+    assert "_wave" not in _jaxpr(lif.config, parameters(lif), x)
 
 
 def test_auto_strategy_per_backend():
-    spec = from_preset("smnist-ff-64", strategy="auto").spec
-    assert resolve_strategy(spec, "cpu") == "fused"
-    assert resolve_strategy(spec, "gpu") == "layerwise"
-    assert resolve_strategy(dataclasses.replace(spec, strategy="layerwise"), "cpu") == "layerwise"
-    assert resolve_strategy(spec) == layers.AUTO_STRATEGY.get(jax.default_backend(), "layerwise")
+    config = from_preset("smnist-ff-64", strategy="auto").config
+    assert resolve_strategy(config, "cpu") == "fused"
+    assert resolve_strategy(config, "gpu") == "layerwise"
+    assert resolve_strategy(config.replace(strategy="layerwise"), "cpu") == "layerwise"
+    assert resolve_strategy(config) == AUTO_STRATEGY.get(jax.default_backend(), "layerwise")
 
 
 # ----------------------------------------------------------------------------- precision
@@ -120,17 +131,20 @@ def test_bf16_policy_keeps_f32_params_grads_and_state_and_strategies_agree():
     results = {}
     for strategy in ("layerwise", "fused"):
         model, x, y, (loss, logits, _, grads) = _case("smnist-rec-64", strategy, "bfloat16")
-        assert {str(a.dtype) for a in jax.tree.leaves(model.arrays())} == {"float32"}
+        assert {str(a.dtype) for a in jax.tree.leaves(parameters(model))} == {"float32"}
         assert logits.dtype == jnp.float32 and loss.dtype == jnp.float32
         assert {str(g.dtype) for g in jax.tree.leaves(grads)} == {"float32"}
         results[strategy] = (loss, logits)
     # neuron state (potentials) stays f32 under the bf16 policy
-    _, aux = run_network(model.arrays(), jnp.swapaxes(x, 0, 1), model.spec, record=True)
-    assert all(v.dtype == jnp.float32 for v in aux["potentials"])
+    _, aux = run_network(model.config, parameters(model), jnp.swapaxes(x, 0, 1), record=True)
+    assert all(v.dtype == jnp.float32 for st in aux["states"] for v in st.values())
     # both strategies run the same bf16 products (summation order differs only)
-    np.testing.assert_allclose(float(results["layerwise"][0]), float(results["fused"][0]), rtol=1e-3)
-    np.testing.assert_allclose(np.asarray(results["layerwise"][1]), np.asarray(results["fused"][1]),
-                               rtol=1e-3, atol=1e-2)
+    np.testing.assert_allclose(
+        float(results["layerwise"][0]), float(results["fused"][0]), rtol=1e-3
+    )
+    np.testing.assert_allclose(
+        np.asarray(results["layerwise"][1]), np.asarray(results["fused"][1]), rtol=1e-3, atol=1e-2
+    )
 
 
 def test_bf16_logits_close_to_f32():

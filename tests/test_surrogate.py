@@ -46,7 +46,9 @@ def test_forward_is_exact_heaviside_with_h0_equal_1(name):
 def test_grad_equals_closed_form(name, width):
     sur = Surrogate(name, width)
     grads = jax.vmap(jax.grad(lambda x: sur(x)))(jnp.asarray(XS))
-    np.testing.assert_allclose(np.asarray(grads), closed_form(name, XS, width), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        np.asarray(grads), closed_form(name, XS, width), rtol=1e-5, atol=1e-6
+    )
 
 
 def test_triangle_width_one_is_paper_eq21():

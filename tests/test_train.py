@@ -3,12 +3,10 @@
 import dataclasses
 import json
 import os
-import shutil
 import subprocess
 import sys
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -53,13 +51,14 @@ def toy_splits(nan=False):
 @pytest.fixture
 def toy(monkeypatch):
     holder = {"nan": False}
-    monkeypatch.setattr(data_lib, "load_dataset",
-                        lambda name, cfg, workdir=None: ToyData(toy_splits(holder["nan"])))
+    monkeypatch.setattr(
+        data_lib, "load_dataset", lambda name, cfg, workdir=None: ToyData(toy_splits(holder["nan"]))
+    )
     return holder
 
 
 def toy_config(**train):
-    c = base_config("delayed_cue", "custom", {"paper": schedule(32, 3, 5e-3, "constant")})
+    c = base_config("delayed_cue", "custom", "toy", schedule(32, 3, 5e-3, "constant"))
     c.model.hidden, c.model.v_th = (32,), 0.5
     c.train.progress = False
     for k, v in train.items():
@@ -100,7 +99,10 @@ def test_max_steps_then_resume_equals_uninterrupted(toy, tmp_path):
 
 def test_max_steps_at_an_epoch_end_logs_that_epoch_only(toy, tmp_path):
     s = train_lib.train_and_evaluate(toy_config(max_steps=16), str(tmp_path))
-    assert [(r["epoch"], r["step"], r["partial_epoch"]) for r in s["history"]] == [(1, 8, False), (2, 16, False)]
+    assert [(r["epoch"], r["step"], r["partial_epoch"]) for r in s["history"]] == [
+        (1, 8, False),
+        (2, 16, False),
+    ]
 
 
 def test_crash_mid_epoch_resumes_from_step_checkpoint(toy, tmp_path, monkeypatch):
@@ -116,6 +118,7 @@ def test_crash_mid_epoch_resumes_from_step_checkpoint(toy, tmp_path, monkeypatch
             if calls["n"] == 14:
                 raise KeyboardInterrupt("simulated kill")
             return step(*a)
+
         return wrapped
 
     monkeypatch.setattr(train_lib, "make_train_step", crashing)
@@ -131,7 +134,9 @@ def test_nonfinite_loss_stops_naming_step_and_keeps_checkpoint(toy, tmp_path):
     toy["nan"] = True
     with pytest.raises(train_lib.NonFiniteLossError, match=r"step 0 .*skip_nonfinite"):
         train_lib.train_and_evaluate(toy_config(), str(tmp_path))
-    s = train_lib.train_and_evaluate(toy_config(skip_nonfinite=True, num_epochs=1), str(tmp_path / "skip"))
+    s = train_lib.train_and_evaluate(
+        toy_config(skip_nonfinite=True, num_epochs=1), str(tmp_path / "skip")
+    )
     params = jax.tree.leaves(s["params"])
     assert all(np.all(np.isfinite(np.asarray(p))) for p in params)
 
@@ -160,27 +165,46 @@ def test_batch_must_divide_over_devices_and_fit_the_data(toy, tmp_path):
         train_lib.train_and_evaluate(toy_config(batch_size=512), str(tmp_path))
 
 
-def test_schedules_paper_and_official_and_explicit_override():
+def test_schedules_are_concrete_values_chosen_by_the_config_argument():
     from experiments.configs import shd
-    c = train_lib.resolve_config(shd.get_config("rec"))
-    assert (c.optimizer.learning_rate, c.optimizer.schedule, c.optimizer.decay_every) == (5e-3, "step", 10)
+
     c = shd.get_config("rec")
-    c.schedule = "official"
-    c = train_lib.resolve_config(c)
-    assert (c.optimizer.learning_rate, tuple(c.optimizer.decay_epochs), c.optimizer.decay_factor) == (5e-4, (40, 80), 0.5)
-    c = shd.get_config("rec")
-    c.optimizer.learning_rate = 1e-2
-    assert train_lib.resolve_config(c).optimizer.learning_rate == 1e-2
-    c = shd.get_config("rec")
-    c.schedule = "fastest"
-    with pytest.raises(ValueError, match="official, paper"):
-        train_lib.resolve_config(c)
+    assert (c.optimizer.learning_rate, c.optimizer.schedule, c.optimizer.decay_every) == (
+        5e-3,
+        "step",
+        10,
+    )
+    assert (c.train.batch_size, c.train.num_epochs) == (64, 100)
+    c = shd.get_config("variant=rec,schedule=official")
+    assert (
+        c.optimizer.learning_rate,
+        tuple(c.optimizer.decay_epochs),
+        c.optimizer.decay_factor,
+    ) == (5e-4, (40, 80), 0.5)
+    assert c.run_name == "shd-rec"
+    with pytest.raises(ValueError, match="paper, official"):
+        shd.get_config("variant=rec,schedule=fastest")
+    with pytest.raises(ValueError, match="Unknown config argument 'sched'.*variant, schedule"):
+        shd.get_config("rec,sched=official")
 
 
 def test_step_schedule_values():
     import ml_collections
-    opt = ml_collections.ConfigDict(dict(name="adam", learning_rate=1.0, schedule="step", decay_epochs=(),
-                                         decay_every=10, decay_factor=0.8, grad_clip=0.0, b1=0.9, b2=0.999, eps=1e-8))
+
+    opt = ml_collections.ConfigDict(
+        dict(
+            name="adam",
+            learning_rate=1.0,
+            schedule="step",
+            decay_epochs=(),
+            decay_every=10,
+            decay_factor=0.8,
+            grad_clip=0.0,
+            b1=0.9,
+            b2=0.999,
+            eps=1e-8,
+        )
+    )
     _, sched = train_lib.make_optimizer(opt, steps_per_epoch=5, num_epochs=100)
     assert float(sched(49)) == pytest.approx(1.0) and float(sched(50)) == pytest.approx(0.8)
     assert float(sched(5 * 95)) == pytest.approx(0.8**9, rel=1e-6)
@@ -194,7 +218,7 @@ import json, os, sys
 import jax, jax.numpy as jnp, numpy as np
 sys.path.insert(0, sys.argv[1])
 from tclif_jax import train as T
-from tclif_jax.models import from_preset
+from tclif_jax.models import from_preset, parameters
 from jax.sharding import NamedSharding, PartitionSpec as P
 import ml_collections
 assert jax.device_count() == 4, jax.devices()
@@ -208,28 +232,64 @@ y = rng.integers(0, 20, 8).astype(np.int32)
 out = {}
 for n, shard_params in ((1, False), (4, False), (4, True)):
     mesh = T.make_mesh(jax.devices()[:n])
-    p_sh = T.param_shardings(model.arrays(), mesh, shard_params)
-    params = jax.device_put(jax.tree.map(np.array, model.arrays()), p_sh)
+    p_sh = T.param_shardings(parameters(model), mesh, shard_params)
+    params = jax.device_put(jax.tree.map(np.array, parameters(model)), p_sh)
     opt_state, o_sh = T.init_opt_state(tx, params, mesh)
-    step = T.make_train_step(model.spec, tx, mesh=mesh, shardings=(p_sh, o_sh))
+    step = T.make_train_step(model, tx, mesh=mesh, shardings=(p_sh, o_sh))
     xb = jax.device_put(x, NamedSharding(mesh, P("data")))
     yb = jax.device_put(y, NamedSharding(mesh, P("data")))
     assert len(xb.sharding.device_set) == n
     p2, _, m = step(params, opt_state, xb, yb, jax.random.key(0))
     if shard_params:
-        assert p2["layers"][0]["w_in"].sharding.spec == P("data")
+        assert p2["layers"][0]["dense"]["kernel"].sharding.spec == P("data")
         n = "4s"
-    out[n] = {"loss": float(m["loss"]), "w": np.asarray(p2["layers"][0]["w_in"]).tolist()[:3]}
+    out[n] = {"loss": float(m["loss"]), "w": np.asarray(p2["layers"][0]["dense"]["kernel"]).tolist()[:3]}
 print(json.dumps(out))
 """
 
 
 def test_loss_and_update_agree_on_1_and_4_devices(tmp_path):
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4", JAX_PLATFORMS="cpu")
-    res = subprocess.run([sys.executable, "-c", FOUR_DEVICES, ROOT], env=env, capture_output=True,
-                         text=True, timeout=600)
+    env = dict(
+        os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4", JAX_PLATFORMS="cpu"
+    )
+    res = subprocess.run(
+        [sys.executable, "-c", FOUR_DEVICES, ROOT],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert res.returncode == 0, res.stderr[-3000:]
     out = json.loads(res.stdout.strip().splitlines()[-1])
     for other in ("4", "4s"):
         assert out["1"]["loss"] == pytest.approx(out[other]["loss"], rel=1e-5)
         np.testing.assert_allclose(out["1"]["w"], out[other]["w"], rtol=1e-5, atol=1e-6)
+
+
+def test_checkpoint_of_the_previous_parameter_layout_is_refused_clearly(toy, tmp_path):
+    import orbax.checkpoint as ocp
+
+    # What tclif_jax 0.1 wrote: the arrays() tree and a meta without param_layout.
+    old = {
+        "layers": [
+            {
+                "w_in": np.zeros((4, 32), np.float32),
+                "b_in": np.zeros(32, np.float32),
+                "neuron": {"c": np.zeros(2, np.float32)},
+            }
+        ],
+        "readout": {"w": np.zeros((32, 4), np.float32), "b": np.zeros(4, np.float32)},
+    }
+    mngr = ocp.CheckpointManager(
+        tmp_path / "checkpoints" / "last", options=ocp.CheckpointManagerOptions(create=True)
+    )
+    mngr.save(
+        8,
+        args=ocp.args.Composite(
+            state=ocp.args.StandardSave((old, {})), meta=ocp.args.JsonSave({"step": 8, "epoch": 1})
+        ),
+    )
+    mngr.wait_until_finished()
+    with pytest.raises(CheckpointError, match="tclif_jax 0.1.*new --workdir"):
+        train_lib.train_and_evaluate(toy_config(), str(tmp_path))
+    assert os.listdir(tmp_path / "checkpoints" / "last") == ["8"]

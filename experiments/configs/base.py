@@ -1,56 +1,112 @@
-"""Fields shared by every task config (not a config itself).
+"""Fields and helpers shared by every task config (not a config itself).
 
-Schedule-dependent fields (``train.batch_size``, ``train.num_epochs``,
-``optimizer.learning_rate``, ...) are left as None here and filled at run time
-from ``schedules[schedule]``, so ``--config.schedule=official`` switches them all
-while an explicit ``--config.optimizer.learning_rate=...`` still wins.
+A task config's ``get_config(arg)`` takes a big_vision-style argument: ``"rec"`` or
+``"variant=rec,schedule=official"`` (``parse_arg``), and returns a ConfigDict with concrete
+values, so ``config.json`` records exactly what ran. The ``model`` section's fields come
+from ``tclif_jax.config.config_fields()`` (every ``NetworkConfig`` field and every neuron
+setting); ``None`` there means "the preset's value".
 """
+
+from __future__ import annotations
+
+from typing import Any
 
 from ml_collections import config_dict
 
 from tclif_jax import data as data_lib
+from tclif_jax.config import config_fields
 
-_p = config_dict.placeholder
+
+def parse_arg(arg: str | None, **defaults: Any) -> config_dict.ConfigDict:
+    """``"rec"`` or ``"variant=rec,schedule=official"`` -> ConfigDict over ``defaults``.
+
+    A bare first token sets ``variant``; values are parsed as the default's type. A key
+    not in ``defaults`` is a ValueError listing the valid ones.
+    """
+    out = dict(defaults)
+    for i, token in enumerate(t.strip() for t in (arg or "").split(",")):
+        if not token:
+            continue
+        key, sep, value = token.partition("=")
+        if not sep:
+            if i or "variant" not in defaults:
+                raise ValueError(
+                    f"Config argument {token!r} needs key=value; valid keys: "
+                    f"{', '.join(defaults)}."
+                )
+            key, value = "variant", token
+        if key not in defaults:
+            raise ValueError(f"Unknown config argument {key!r}; valid: {', '.join(defaults)}.")
+        kind = type(defaults[key])
+        if kind is bool:
+            out[key] = value.lower() in ("1", "true", "yes")
+        elif defaults[key] is None:
+            out[key] = value
+        else:
+            out[key] = kind(value)
+    return config_dict.ConfigDict(out)
 
 
-def base_config(task: str, preset: str, schedules: dict, neuron: str = "tclif"):
+def choose(name: str, value: str, valid) -> str:
+    """``value`` if it is one of ``valid``, else a ValueError naming the valid ones."""
+    if value not in valid:
+        raise ValueError(f"Unknown {name} {value!r}; valid: {', '.join(valid)}.")
+    return value
+
+
+def model_config(preset: str, neuron: str = "tclif") -> config_dict.ConfigDict:
+    """``config.model``: the preset (or ``"custom"``), the neuron type, and a placeholder
+    (None = the preset's value) for every network field and neuron setting."""
+    model = config_dict.ConfigDict()
+    model.preset = preset
+    model.neuron = neuron
+    for name, kind in config_fields().items():
+        model[name] = config_dict.placeholder(kind)
+    return model
+
+
+def schedule(
+    batch_size,
+    num_epochs,
+    learning_rate,
+    kind="multistep",
+    decay_epochs=(),
+    decay_every=0,
+    decay_factor=0.1,
+) -> dict[str, dict[str, Any]]:
+    """One training schedule: the ``train`` and ``optimizer`` values it sets."""
+    return {
+        "train": {"batch_size": batch_size, "num_epochs": num_epochs},
+        "optimizer": {
+            "learning_rate": learning_rate,
+            "schedule": kind,
+            "decay_epochs": tuple(decay_epochs),
+            "decay_every": decay_every,
+            "decay_factor": decay_factor,
+        },
+    }
+
+
+def base_config(
+    task: str, preset: str, run_name: str, sched: dict, *, neuron: str = "tclif"
+) -> config_dict.ConfigDict:
+    """Every field a task has, with ``sched`` (from ``schedule``) filled in.
+
+    ``run_name`` names the default work directory (``runs/<run_name>-<neuron>``).
+    """
     config = config_dict.ConfigDict()
     config.task = task
+    config.run_name = run_name
     config.seed = 0
-    config.schedule = "paper"
-    config.schedules = schedules
-
-    config.model = config_dict.ConfigDict()
-    config.model.preset = preset
-    config.model.neuron = neuron  # tclif | lif | plif | alif | two_compartment
-    # None means "the preset's value" (reference Table 6 / section 4).
-    config.model.gamma = _p(float)
-    config.model.v_th = _p(float)
-    config.model.init_b = _p(tuple)
-    config.model.init_c = _p(tuple)
-    config.model.surrogate = _p(str)
-    config.model.surrogate_width = _p(float)
-    config.model.reset_order = _p(str)  # official | paper
-    config.model.detach_reset = _p(bool)
-    config.model.per_neuron = _p(bool)
-    config.model.decay = _p(object)  # LIF: float; two_compartment: (a1, a2)
-    config.model.learn_decay = _p(bool)
-    config.model.reset = _p(str)
-    config.model.hidden = _p(tuple)
-    config.model.recurrent = _p(tuple)
-    config.model.dropout = _p(float)
-    config.model.readout = _p(str)  # sum | mean | last
-    config.model.strategy = _p(str)  # auto | layerwise | fused
-    config.model.matmul_dtype = _p(str)  # float32 | bfloat16
-    config.model.remat_chunk = _p(int)
+    config.model = model_config(preset, neuron)
 
     config.data = data_lib.default_config(task)
     config.data.on_device = "auto"  # place whole splits on device when they fit
 
     config.train = config_dict.ConfigDict()
-    config.train.batch_size = _p(int)
+    config.train.batch_size = 0
     config.train.eval_batch_size = 0  # 0: same as batch_size
-    config.train.num_epochs = _p(int)
+    config.train.num_epochs = 0
     config.train.max_steps = 0  # stop after this many steps (0: no limit); still evaluates
     config.train.checkpoint_every_steps = 0  # also checkpoint inside epochs (0: epoch ends only)
     config.train.keep_checkpoints = 3
@@ -59,11 +115,11 @@ def base_config(task: str, preset: str, schedules: dict, neuron: str = "tclif"):
 
     config.optimizer = config_dict.ConfigDict()
     config.optimizer.name = "adam"
-    config.optimizer.learning_rate = _p(float)
-    config.optimizer.schedule = _p(str)  # multistep | step | constant
-    config.optimizer.decay_epochs = _p(tuple)
-    config.optimizer.decay_every = _p(int)
-    config.optimizer.decay_factor = _p(float)
+    config.optimizer.learning_rate = 0.0
+    config.optimizer.schedule = "constant"  # multistep | step | constant
+    config.optimizer.decay_epochs = ()
+    config.optimizer.decay_every = 0
+    config.optimizer.decay_factor = 1.0
     config.optimizer.b1 = 0.9
     config.optimizer.b2 = 0.999
     config.optimizer.eps = 1e-8
@@ -71,14 +127,14 @@ def base_config(task: str, preset: str, schedules: dict, neuron: str = "tclif"):
 
     config.mesh = config_dict.ConfigDict()
     config.mesh.shard_params = False  # replicate params (False) or shard dim 0 over devices
-    config.distributed = False  # call jax.distributed.initialize() (multi-host)
+    # Multi-process runs (experiments/main.py): num_processes > 1 or auto=True turns it on.
+    config.distributed = config_dict.ConfigDict()
+    config.distributed.coordinator_address = ""  # host:port of process 0
+    config.distributed.num_processes = 1
+    config.distributed.process_id = -1  # this process, 0..num_processes-1
+    config.distributed.auto = False  # let JAX detect a Cloud TPU / SLURM cluster
+    config.distributed.initialization_timeout = 300  # seconds to wait for every process
+    for section, values in sched.items():
+        for key, value in values.items():
+            config[section][key] = value
     return config
-
-
-def schedule(batch_size, num_epochs, learning_rate, kind="multistep", decay_epochs=(),
-             decay_every=0, decay_factor=0.1):
-    """One entry of ``config.schedules``."""
-    return {"train": {"batch_size": batch_size, "num_epochs": num_epochs},
-            "optimizer": {"learning_rate": learning_rate, "schedule": kind,
-                          "decay_epochs": tuple(decay_epochs), "decay_every": decay_every,
-                          "decay_factor": decay_factor}}

@@ -1,0 +1,1 @@
+"""One config file per benchmark: ``benchmarks/configs/<name>.py`` for ``benchmarks.<name>``."""
