@@ -107,7 +107,10 @@ def main(name: str, run: Callable[..., Any], **internal) -> None:
     from absl import app, flags, logging
     from ml_collections import config_flags
 
+    from experiments.main import check_argv, parse_flags
+
     ensure_malloc_tuning(True)  # before the config file imports JAX (see the docstring)
+    check_argv(config_file(name))
     config = config_flags.DEFINE_config_file(
         "config",
         config_file(name),
@@ -134,7 +137,7 @@ def main(name: str, run: Callable[..., Any], **internal) -> None:
         ensure_malloc_tuning(cfg.malloc_tuning)
         run(cfg, **{k: v.value for k, v in extra.items()})
 
-    app.run(_main)
+    app.run(_main, flags_parser=parse_flags)
 
 
 def choose_list(name: str, value: str, valid: Sequence[str], every: Sequence[str]) -> list[str]:

@@ -22,19 +22,6 @@ import threading
 from absl import app, flags, logging
 from ml_collections import config_dict, config_flags
 
-_CONFIG = config_flags.DEFINE_config_file(
-    "config",
-    None,
-    "Config file and its argument, e.g. experiments/configs/smnist.py:rec.",
-    lock_config=True,
-)
-_WORKDIR = flags.DEFINE_string(
-    "workdir",
-    None,
-    "Folder for checkpoints, metrics.jsonl and learning_curve.png "
-    "(default: runs/<config.run_name>-<neuron>). The same folder resumes a run.",
-)
-
 
 class _QuietOrbax(std_logging.Filter):
     """Orbax logs every save at INFO through absl; keep its warnings, drop the chatter."""
@@ -81,18 +68,24 @@ def _check_override(config, dotted: str) -> None:
         node, walked = node[part], walked + [part]
 
 
-def parse_flags(argv: list[str]) -> list[str]:
-    """absl flag parsing with ``--config`` moved before its overrides and every override
-    path checked against the loaded config first (one line naming the valid fields)."""
-    config_args = [a for a in argv[1:] if a.startswith("--config=")]
-    others = [a for a in argv[1:] if not a.startswith("--config=")]
-    argv = argv[:1] + config_args + others
-    sys.argv[:] = argv  # config_flags reads the overrides from sys.argv
-    if config_args:
-        config = _load_config(config_args[-1].split("=", 1)[1])
+def check_argv(default_config: str | None = None) -> None:
+    """Put ``--config`` before its overrides in ``sys.argv`` (config_flags reads them there,
+    in that order) and check every ``--config.<path>=`` override against the loaded config,
+    so an unknown field is one line naming the valid ones. ``default_config`` is the file
+    used when ``--config`` is not given. Call before defining the config flag."""
+    config_args = [a for a in sys.argv[1:] if a.startswith("--config=")]
+    others = [a for a in sys.argv[1:] if not a.startswith("--config=")]
+    sys.argv[:] = sys.argv[:1] + config_args + others
+    spec = config_args[-1].split("=", 1)[1] if config_args else default_config
+    if spec and not any(a in ("--help", "--helpshort", "--helpfull") for a in others):
+        config = _load_config(spec)
         for arg in others:
             if arg.startswith("--config."):
                 _check_override(config, arg[len("--config.") :].split("=", 1)[0])
+
+
+def parse_flags(argv: list[str]) -> list[str]:
+    """absl flag parsing for ``app.run`` that ends a bad command line with one line."""
     try:
         return flags.FLAGS(argv)
     except flags.Error as err:
@@ -210,11 +203,24 @@ def default_workdir(config) -> str:
 
 def run(task: str) -> None:
     """Parse flags and train ``task``; the config must be for the same task."""
+    check_argv()
+    config_flag = config_flags.DEFINE_config_file(
+        "config",
+        None,
+        "Config file and its argument, e.g. experiments/configs/smnist.py:rec.",
+        lock_config=True,
+    )
+    workdir_flag = flags.DEFINE_string(
+        "workdir",
+        None,
+        "Folder for checkpoints, metrics.jsonl and learning_curve.png "
+        "(default: runs/<config.run_name>-<neuron>). The same folder resumes a run.",
+    )
 
     def main(argv):
         if len(argv) > 1:
             raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-        config = _CONFIG.value
+        config = config_flag.value
         if config is None:
             raise app.UsageError(
                 f"--config is required, e.g. --config=experiments/configs/{task}.py"
@@ -230,6 +236,6 @@ def run(task: str) -> None:
         setup_logging(jax.process_index())
         from tclif_jax.train import train_and_evaluate  # after flags: keeps --help fast
 
-        train_and_evaluate(config, _WORKDIR.value or default_workdir(config))
+        train_and_evaluate(config, workdir_flag.value or default_workdir(config))
 
     app.run(main, flags_parser=parse_flags)

@@ -36,8 +36,9 @@ def test_notebook_runs_in_smoke_mode(name, tmp_path, monkeypatch):
     monkeypatch.setenv("TCLIF_DATA_DIR", str(tmp_path / "data"))
     monkeypatch.setenv("TF_CPP_MIN_LOG_LEVEL", "3")
     nb = nbformat.read(os.path.join(COLAB, name), as_version=4)
-    client = NotebookClient(nb, timeout=300, kernel_name="python3",
-                            resources={"metadata": {"path": str(tmp_path)}})
+    client = NotebookClient(
+        nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}
+    )
     client.execute()  # raises CellExecutionError if any cell raises
     install_out = "".join(o.get("text", "") for o in nb.cells[1].outputs)
     assert "tclif_jax" in install_out and "pip" not in install_out

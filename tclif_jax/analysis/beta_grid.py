@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import itertools
 import math
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -19,8 +20,10 @@ __all__ = ["QUADRANTS", "grid_points", "run_name", "classify", "plot_beta_grid"]
 QUADRANTS = {"I": (1, 1), "II": (-1, 1), "III": (-1, -1), "IV": (1, -1)}
 
 
-def grid_points(magnitudes: Sequence[float] = (0.2, 0.5, 0.8),
-                quadrants: Sequence[str] = ("I", "II", "III", "IV")) -> list[tuple[float, float]]:
+def grid_points(
+    magnitudes: Sequence[float] = (0.2, 0.5, 0.8),
+    quadrants: Sequence[str] = ("I", "II", "III", "IV"),
+) -> list[tuple[float, float]]:
     """``len(magnitudes)**2`` points per quadrant: ``(s1 |b1|, s2 |b2|)`` for every pair of
     magnitudes (nine per quadrant by default, 36 in all)."""
     pts = []
@@ -36,8 +39,9 @@ def run_name(task: str, b1: float, b2: float) -> str:
     return f"{task}/b1={b1:+.3f}_b2={b2:+.3f}"
 
 
-def classify(accuracy: float | None, num_classes: int, *, diverged: bool = False,
-             chance_margin: float = 0.05) -> str:
+def classify(
+    accuracy: float | None, num_classes: int, *, diverged: bool = False, chance_margin: float = 0.05
+) -> str:
     """``"diverged"`` (a NaN/inf loss or gradient stopped training), ``"chance"`` (best
     test accuracy below ``1/num_classes + chance_margin``) or ``"ok"``."""
     if diverged or accuracy is None or not math.isfinite(accuracy):
@@ -52,28 +56,60 @@ def plot_beta_grid(results: Sequence[dict[str, Any]], path: str) -> None:
     mark diverged runs, open circles runs at chance. The hyperbola b1 b2 = -4 and the
     axes bound the region where the sub-threshold dynamics is marginally stable."""
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     tasks = sorted({r["task"] for r in results})
-    fig, axes = plt.subplots(1, max(len(tasks), 1), figsize=(5.2 * max(len(tasks), 1), 5.0),
-                             squeeze=False, constrained_layout=True)
+    fig, axes = plt.subplots(
+        1,
+        max(len(tasks), 1),
+        figsize=(5.2 * max(len(tasks), 1), 5.0),
+        squeeze=False,
+        constrained_layout=True,
+    )
     lim = max([1.0] + [abs(r[k]) * 1.2 for r in results for k in ("b1", "b2")])
     for ax, task in zip(axes[0], tasks):
         rs = [r for r in results if r["task"] == task]
         ok = [r for r in rs if r["status"] != "diverged"]
-        sc = ax.scatter([r["b1"] for r in ok], [r["b2"] for r in ok],
-                        c=[100 * r["best_test_acc"] for r in ok], cmap="viridis", vmin=0,
-                        vmax=100, s=140, edgecolors="k")
+        sc = ax.scatter(
+            [r["b1"] for r in ok],
+            [r["b2"] for r in ok],
+            c=[100 * r["best_test_acc"] for r in ok],
+            cmap="viridis",
+            vmin=0,
+            vmax=100,
+            s=140,
+            edgecolors="k",
+        )
         chance = [r for r in rs if r["status"] == "chance"]
-        ax.scatter([r["b1"] for r in chance], [r["b2"] for r in chance], s=260,
-                   facecolors="none", edgecolors="r", linewidths=1.5, label="chance")
+        ax.scatter(
+            [r["b1"] for r in chance],
+            [r["b2"] for r in chance],
+            s=260,
+            facecolors="none",
+            edgecolors="r",
+            linewidths=1.5,
+            label="chance",
+        )
         div = [r for r in rs if r["status"] == "diverged"]
-        ax.scatter([r["b1"] for r in div], [r["b2"] for r in div], marker="x", c="r", s=120,
-                   label="diverged (NaN/inf)")
+        ax.scatter(
+            [r["b1"] for r in div],
+            [r["b2"] for r in div],
+            marker="x",
+            c="r",
+            s=120,
+            label="diverged (NaN/inf)",
+        )
         for r in ok:
-            ax.annotate(f"{100 * r['best_test_acc']:.0f}", (r["b1"], r["b2"]), fontsize=6,
-                        ha="center", va="center", color="w")
+            ax.annotate(
+                f"{100 * r['best_test_acc']:.0f}",
+                (r["b1"], r["b2"]),
+                fontsize=6,
+                ha="center",
+                va="center",
+                color="w",
+            )
         if lim > 2.0:  # the hyperbola b1 b2 = -4 bounds the marginal region
             b = np.linspace(-lim, lim, 400)
             with np.errstate(divide="ignore"):

@@ -10,7 +10,8 @@ from __future__ import annotations
 import glob
 import json
 import os
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 import numpy as np
 
@@ -38,8 +39,9 @@ def group_runs(runs: Iterable[dict], key: str = "neuron") -> dict[str, list[dict
     (default: the neuron type)."""
     groups: dict[str, list[dict]] = {}
     for run in runs:
-        label = run.get("label") or str(run["config"].get("model", {}).get(
-            key, os.path.basename(run["workdir"])))
+        label = run.get("label") or str(
+            run["config"].get("model", {}).get(key, os.path.basename(run["workdir"]))
+        )
         groups.setdefault(label, []).append(run)
     return groups
 
@@ -57,14 +59,24 @@ def mean_std(runs: list[dict], metric: str = "test_acc", x: str = "epoch") -> di
     vals = np.array([[s[k] for k in common] for s in series], np.float64)
     if not common:
         return {"x": np.zeros(0), "mean": np.zeros(0), "std": np.zeros(0), "n": len(series)}
-    return {"x": np.asarray(common, np.float64), "mean": vals.mean(0), "std": vals.std(0),
-            "n": len(series)}
+    return {
+        "x": np.asarray(common, np.float64),
+        "mean": vals.mean(0),
+        "std": vals.std(0),
+        "n": len(series),
+    }
 
 
-def plot_curves(groups: dict[str, list[dict]], path: str, *,
-                metrics: tuple[str, ...] = ("test_acc", "train_loss"), x: str = "epoch") -> dict:
+def plot_curves(
+    groups: dict[str, list[dict]],
+    path: str,
+    *,
+    metrics: tuple[str, ...] = ("test_acc", "train_loss"),
+    x: str = "epoch",
+) -> dict:
     """One panel per metric: mean line and +- std band per group. Returns the numbers."""
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
@@ -75,11 +87,17 @@ def plot_curves(groups: dict[str, list[dict]], path: str, *,
             ms = mean_std(runs, metric, x)
             scale = 100.0 if metric.endswith("acc") else 1.0
             if len(ms["x"]):
-                line, = ax.plot(ms["x"], scale * ms["mean"], "-", label=f"{label} (n={ms['n']})")
-                ax.fill_between(ms["x"], scale * (ms["mean"] - ms["std"]),
-                                scale * (ms["mean"] + ms["std"]), color=line.get_color(),
-                                alpha=0.25)
-            numbers.setdefault(label, {})[metric] = {k: np.asarray(v).tolist() for k, v in ms.items()}
+                (line,) = ax.plot(ms["x"], scale * ms["mean"], "-", label=f"{label} (n={ms['n']})")
+                ax.fill_between(
+                    ms["x"],
+                    scale * (ms["mean"] - ms["std"]),
+                    scale * (ms["mean"] + ms["std"]),
+                    color=line.get_color(),
+                    alpha=0.25,
+                )
+            numbers.setdefault(label, {})[metric] = {
+                k: np.asarray(v).tolist() for k, v in ms.items()
+            }
         ax.set_xlabel(x)
         ax.set_ylabel(metric + (" (%)" if metric.endswith("acc") else ""))
         ax.legend(fontsize=8)

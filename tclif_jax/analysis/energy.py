@@ -22,86 +22,183 @@ real-valued input currents, which reach every synapse at every step), ``readout`
 from __future__ import annotations
 
 import itertools
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
-__all__ = ["E_AC", "E_MAC", "PAPER_TABLE2", "PAPER_RATES", "spiking_layer_energy",
-           "snn_energy", "lstm_energy", "energy_table", "paper_table2_check", "lstm_check"]
+from tclif_jax.neurons import NEURONS, Neuron
 
-E_AC = 0.9   # pJ per accumulate
+__all__ = [
+    "E_AC",
+    "E_MAC",
+    "PAPER_TABLE2",
+    "PAPER_RATES",
+    "num_compartments",
+    "spiking_layer_energy",
+    "snn_energy",
+    "lstm_energy",
+    "energy_table",
+    "paper_table2_check",
+    "lstm_check",
+]
+
+E_AC = 0.9  # pJ per accumulate
 E_MAC = 4.6  # pJ per multiply-accumulate
 
 # Paper Table 2 (S-MNIST), nJ, and the layer-wise firing rates it quotes.
 PAPER_TABLE2 = {"lstm": 2834.7, "lif": 23.8, "tclif": 28.2}
 PAPER_RATES = {"lif": (0.219, 0.145, 0.004), "tclif": (0.294, 0.146, 0.030)}
-COMPARTMENTS = {"lif": 1, "plif": 1, "alif": 1, "tclif": 2, "two_compartment": 2}
 
 
-def spiking_layer_energy(m: int, n: int, fr_in: float, fr_out: float, *, recurrent: bool,
-                         compartments: int = 1, e_ac: float = E_AC,
-                         e_mac: float = E_MAC) -> float:
+def num_compartments(neuron: str | Neuron) -> int:
+    """Membrane compartments a neuron updates per step (``len(Neuron.compartments)``):
+    1 for LIF, PLIF and ALIF, 2 for TC-LIF; ``neuron`` is a ``NEURONS`` name or a spec."""
+    if isinstance(neuron, str):
+        if neuron not in NEURONS:
+            raise ValueError(f"Unknown neuron {neuron!r}; valid: {', '.join(NEURONS)}.")
+        neuron = NEURONS[neuron]
+    return len(neuron.compartments)
+
+
+def spiking_layer_energy(
+    m: int,
+    n: int,
+    fr_in: float,
+    fr_out: float,
+    *,
+    recurrent: bool,
+    compartments: int = 1,
+    e_ac: float = E_AC,
+    e_mac: float = E_MAC,
+) -> float:
     """pJ for one spiking layer and one time step (LIF: ``compartments=1``, TC-LIF: 2)."""
     ff = m * n * fr_in * e_ac
     out = ((n * n if recurrent else 0) + compartments * n) * fr_out * e_ac
     return ff + out + compartments * n * e_mac
 
 
-def snn_energy(in_features: int, hidden: Sequence[int], rates: Sequence[float], *,
-               neuron: str = "tclif", recurrent: Sequence[bool] = (), input_rate: float = 1.0,
-               num_classes: int | None = None, readout: bool = False, time_steps: int = 1,
-               e_ac: float = E_AC, e_mac: float = E_MAC) -> dict[str, Any]:
+def snn_energy(
+    in_features: int,
+    hidden: Sequence[int],
+    rates: Sequence[float],
+    *,
+    neuron: str | Neuron = "tclif",
+    recurrent: Sequence[bool] = (),
+    input_rate: float = 1.0,
+    num_classes: int | None = None,
+    readout: bool = False,
+    time_steps: int = 1,
+    e_ac: float = E_AC,
+    e_mac: float = E_MAC,
+) -> dict[str, Any]:
     """Energy of a spiking network, nJ. ``rates`` are the hidden layers' firing rates
     (spikes per neuron per step). Returns per-layer pJ per step and the total in nJ over
     ``time_steps`` steps."""
     if len(rates) != len(hidden):
-        raise ValueError(f"Need one firing rate per hidden layer ({len(hidden)}), got {len(rates)}.")
-    if neuron not in COMPARTMENTS:
-        raise ValueError(f"Unknown neuron {neuron!r}; valid: {', '.join(COMPARTMENTS)}.")
-    k = COMPARTMENTS[neuron]
+        raise ValueError(
+            f"Need one firing rate per hidden layer ({len(hidden)}), got {len(rates)}."
+        )
+    k = num_compartments(neuron)
     rec = tuple(bool(r) for r in recurrent) + (False,) * (len(hidden) - len(recurrent))
     widths = (in_features,) + tuple(hidden)
     fr_in = (input_rate,) + tuple(rates[:-1])
-    layers = [spiking_layer_energy(widths[i], widths[i + 1], fr_in[i], rates[i],
-                                   recurrent=rec[i], compartments=k, e_ac=e_ac, e_mac=e_mac)
-              for i in range(len(hidden))]
+    layers = [
+        spiking_layer_energy(
+            widths[i],
+            widths[i + 1],
+            fr_in[i],
+            rates[i],
+            recurrent=rec[i],
+            compartments=k,
+            e_ac=e_ac,
+            e_mac=e_mac,
+        )
+        for i in range(len(hidden))
+    ]
     if readout:
         if num_classes is None:
             raise ValueError("readout=True needs num_classes.")
         layers.append(hidden[-1] * num_classes * rates[-1] * e_ac)
     per_step = sum(layers)
-    return {"layers_pJ_per_step": layers, "pJ_per_step": per_step,
-            "nJ": per_step * time_steps / 1000.0, "time_steps": time_steps}
+    return {
+        "layers_pJ_per_step": layers,
+        "pJ_per_step": per_step,
+        "nJ": per_step * time_steps / 1000.0,
+        "time_steps": time_steps,
+    }
 
 
-def lstm_energy(in_features: int, hidden: Sequence[int], *, num_classes: int | None = None,
-                readout: bool = False, time_steps: int = 1, e_mac: float = E_MAC,
-                gate_term: int = 17) -> dict[str, Any]:
+def lstm_energy(
+    in_features: int,
+    hidden: Sequence[int],
+    *,
+    num_classes: int | None = None,
+    readout: bool = False,
+    time_steps: int = 1,
+    e_mac: float = E_MAC,
+    gate_term: int = 17,
+) -> dict[str, Any]:
     """Energy of a stacked LSTM of the given widths, nJ: ``4 (m n + n^2) + 17 n`` MACs per
     layer and step (``gate_term`` is the 17)."""
     widths = (in_features,) + tuple(hidden)
-    layers = [(4 * (widths[i] * widths[i + 1] + widths[i + 1] ** 2) + gate_term * widths[i + 1])
-              * e_mac for i in range(len(hidden))]
+    layers = [
+        (4 * (widths[i] * widths[i + 1] + widths[i + 1] ** 2) + gate_term * widths[i + 1]) * e_mac
+        for i in range(len(hidden))
+    ]
     if readout:
         layers.append(hidden[-1] * num_classes * e_mac)
     per_step = sum(layers)
-    return {"layers_pJ_per_step": layers, "pJ_per_step": per_step,
-            "nJ": per_step * time_steps / 1000.0, "time_steps": time_steps}
+    return {
+        "layers_pJ_per_step": layers,
+        "pJ_per_step": per_step,
+        "nJ": per_step * time_steps / 1000.0,
+        "time_steps": time_steps,
+    }
 
 
-def energy_table(in_features: int, hidden: Sequence[int], rates: dict[str, Sequence[float]], *,
-                 recurrent: Sequence[bool] = (), num_classes: int = 10, time_steps: int = 784,
-                 input_rate: float = 1.0, readout: bool = False) -> list[dict[str, Any]]:
+def energy_table(
+    in_features: int,
+    hidden: Sequence[int],
+    rates: dict[str, Sequence[float]],
+    *,
+    recurrent: Sequence[bool] = (),
+    num_classes: int = 10,
+    time_steps: int = 784,
+    input_rate: float = 1.0,
+    readout: bool = False,
+) -> list[dict[str, Any]]:
     """LSTM and each spiking network in ``rates`` side by side: nJ per step and per sample."""
     rows = []
     lstm = lstm_energy(in_features, hidden, num_classes=num_classes, readout=readout)
-    rows.append({"model": "lstm", "rates": None, "nJ_per_step": lstm["nJ"],
-                 "nJ_per_sample": lstm["nJ"] * time_steps, "paper_nJ": PAPER_TABLE2["lstm"]})
+    rows.append(
+        {
+            "model": "lstm",
+            "rates": None,
+            "nJ_per_step": lstm["nJ"],
+            "nJ_per_sample": lstm["nJ"] * time_steps,
+            "paper_nJ": PAPER_TABLE2["lstm"],
+        }
+    )
     for name, r in rates.items():
-        e = snn_energy(in_features, hidden, r, neuron=name, recurrent=recurrent,
-                       input_rate=input_rate, num_classes=num_classes, readout=readout)
-        rows.append({"model": name, "rates": [round(float(v), 6) for v in r],
-                     "nJ_per_step": e["nJ"], "nJ_per_sample": e["nJ"] * time_steps,
-                     "paper_nJ": PAPER_TABLE2.get(name),
-                     "layers_pJ_per_step": [round(v, 3) for v in e["layers_pJ_per_step"]]})
+        e = snn_energy(
+            in_features,
+            hidden,
+            r,
+            neuron=name,
+            recurrent=recurrent,
+            input_rate=input_rate,
+            num_classes=num_classes,
+            readout=readout,
+        )
+        rows.append(
+            {
+                "model": name,
+                "rates": [round(float(v), 6) for v in r],
+                "nJ_per_step": e["nJ"],
+                "nJ_per_sample": e["nJ"] * time_steps,
+                "paper_nJ": PAPER_TABLE2.get(name),
+                "layers_pJ_per_step": [round(v, 3) for v in e["layers_pJ_per_step"]],
+            }
+        )
     return rows
 
 
@@ -114,12 +211,22 @@ def paper_table2_check(mean_pixel: float = 0.1307, nonzero_pixels: float = 0.191
     rows = []
     nets = {"ff": (), "rec": (True, True)}
     inputs = {"1": 1.0, "mean_pixel": mean_pixel, "nonzero_pixels": nonzero_pixels}
-    for (net, rec), (inp, fr0), ro, T in itertools.product(nets.items(), inputs.items(),
-                                                           (False, True), (1, 784)):
+    for (net, rec), (inp, fr0), ro, T in itertools.product(
+        nets.items(), inputs.items(), (False, True), (1, 784)
+    ):
         row = {"network": net, "input_rate": inp, "readout": ro, "time_steps": T}
         for name in ("lif", "tclif"):
-            e = snn_energy(1, (64, 256, 256), PAPER_RATES[name], neuron=name, recurrent=rec,
-                           input_rate=fr0, num_classes=10, readout=ro, time_steps=T)
+            e = snn_energy(
+                1,
+                (64, 256, 256),
+                PAPER_RATES[name],
+                neuron=name,
+                recurrent=rec,
+                input_rate=fr0,
+                num_classes=10,
+                readout=ro,
+                time_steps=T,
+            )
             row[name] = e["nJ"]
         row["lstm"] = lstm_energy(1, (64, 256, 256), num_classes=10, readout=ro, time_steps=T)["nJ"]
         for name in ("lif", "tclif", "lstm"):
@@ -135,9 +242,17 @@ def lstm_check() -> list[dict]:
     and with ``E_MAC`` 4.6 pJ (fp32, the paper's constant) or 3.2 pJ (int32, Horowitz)."""
     rows = []
     for gate, ro, e_mac in itertools.product((17, 0), (False, True), (E_MAC, 3.2)):
-        nj = lstm_energy(1, (64, 256, 256), num_classes=10, readout=ro, e_mac=e_mac,
-                         gate_term=gate)["nJ"]
-        rows.append({"gate_term": gate, "readout": ro, "e_mac_pJ": e_mac, "nJ_per_step": nj,
-                     "rel_err": nj / PAPER_TABLE2["lstm"] - 1.0})
+        nj = lstm_energy(
+            1, (64, 256, 256), num_classes=10, readout=ro, e_mac=e_mac, gate_term=gate
+        )["nJ"]
+        rows.append(
+            {
+                "gate_term": gate,
+                "readout": ro,
+                "e_mac_pJ": e_mac,
+                "nJ_per_step": nj,
+                "rel_err": nj / PAPER_TABLE2["lstm"] - 1.0,
+            }
+        )
     rows.sort(key=lambda r: abs(r["rel_err"]))
     return rows

@@ -22,26 +22,34 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from tclif_jax.layers import NetworkSpec
+from tclif_jax.config import NetworkConfig
 from tclif_jax.models import apply
 
-__all__ = ["membrane_gradients", "flow_map", "time_profile", "first_half_fraction",
-           "gradient_flow", "plot_gradient_flow"]
+__all__ = [
+    "membrane_gradients",
+    "flow_map",
+    "time_profile",
+    "first_half_fraction",
+    "gradient_flow",
+    "plot_gradient_flow",
+]
 
 
-def membrane_gradients(spec: NetworkSpec, params: dict, x, y) -> tuple[list[np.ndarray], float]:
+def membrane_gradients(config: NetworkConfig, params: dict, x, y) -> tuple[list[np.ndarray], float]:
     """``([dL/dU per layer, (B, T, n)], loss)`` for batch-major input ``x (B, T, F)`` and
-    integer labels ``y (B,)``; L is the batch-mean cross-entropy of the summed logits."""
+    integer labels ``y (B,)``; L is the batch-mean cross-entropy of the network's logits
+    (``config.readout``). ``params`` is the NNX-named parameter dict."""
     x = jnp.asarray(x, jnp.float32)
     y = jnp.asarray(y, jnp.int32)
     B, T = x.shape[:2]
-    widths = [lp["w_in"].shape[1] for lp in params["layers"]]
+    widths = config.hidden
 
     @jax.jit
     def grads(probes):
         def loss(probes):
-            logits, _ = apply(spec, params, x, probes=probes)
+            logits, _ = apply(config, params, x, probes=probes)
             return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
+
         return jax.value_and_grad(loss)(probes)
 
     loss, g = grads([jnp.zeros((B, T, n), jnp.float32) for n in widths])
@@ -69,8 +77,8 @@ def first_half_fraction(fmap: np.ndarray) -> float:
     return float(prof[: len(prof) // 2].sum())
 
 
-def gradient_flow(spec: NetworkSpec, params: dict, x, y) -> dict[str, Any]:
-    """Maps and summary numbers for one network on one batch.
+def gradient_flow(config: NetworkConfig, params: dict, x, y) -> dict[str, Any]:
+    """Maps and summary numbers for one network on one batch ``x (B, T, F)``, ``y (B,)``.
 
     Returns ``{"maps": [(n, T) per layer, each summing to 1], "stacked": the layers'
     maps stacked along the neuron axis and divided by the number of layers (sums to 1),
@@ -78,15 +86,21 @@ def gradient_flow(spec: NetworkSpec, params: dict, x, y) -> dict[str, Any]:
     per-layer shares), "finite": bool, "raw_mass": [sum |dL/dU| per layer],
     "nonfinite_fraction": [per layer]}``.
     """
-    grads, loss = membrane_gradients(spec, params, x, y)
+    grads, loss = membrane_gradients(config, params, x, y)
     maps = [flow_map(g) for g in grads]
     raw = [float(np.abs(np.asarray(g, np.float64)).sum()) for g in grads]
     finite = all(np.isfinite(r) and r > 0 for r in raw)
     stacked = np.concatenate(maps, 0) / len(maps)
-    return {"maps": maps, "stacked": stacked, "loss": loss, "finite": bool(finite),
-            "raw_mass": raw, "first_half": [first_half_fraction(m) for m in maps],
-            "first_half_all": first_half_fraction(stacked),
-            "nonfinite_fraction": [float(np.mean(~np.isfinite(g))) for g in grads]}
+    return {
+        "maps": maps,
+        "stacked": stacked,
+        "loss": loss,
+        "finite": bool(finite),
+        "raw_mass": raw,
+        "first_half": [first_half_fraction(m) for m in maps],
+        "first_half_all": first_half_fraction(stacked),
+        "nonfinite_fraction": [float(np.mean(~np.isfinite(g))) for g in grads],
+    }
 
 
 def _bin_time(fmap: np.ndarray, max_columns: int) -> np.ndarray:
@@ -99,21 +113,28 @@ def _bin_time(fmap: np.ndarray, max_columns: int) -> np.ndarray:
     return padded.reshape(fmap.shape[0], -1, k).sum(-1)
 
 
-def plot_gradient_flow(results: dict[str, dict], path: str, *, layer: int | None = None,
-                       max_columns: int = 196) -> None:
+def plot_gradient_flow(
+    results: dict[str, dict], path: str, *, layer: int | None = None, max_columns: int = 196
+) -> None:
     """One heat map per network (rows), neuron index by time, log colour scale, with the
     per-step profile below. ``layer=None`` stacks all layers (white lines between them).
     Long sequences are shown in bins of consecutive steps (at most ``max_columns``); the
     share then is per bin."""
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     from matplotlib.colors import LogNorm
 
     names = list(results)
-    fig, axes = plt.subplots(2, len(names), figsize=(3.6 * len(names), 5.2),
-                             gridspec_kw={"height_ratios": [3, 1]}, squeeze=False,
-                             constrained_layout=True)
+    fig, axes = plt.subplots(
+        2,
+        len(names),
+        figsize=(3.6 * len(names), 5.2),
+        gridspec_kw={"height_ratios": [3, 1]},
+        squeeze=False,
+        constrained_layout=True,
+    )
     for j, name in enumerate(names):
         r = results[name]
         maps = r["maps"] if layer is None else [r["maps"][layer]]
@@ -124,9 +145,15 @@ def plot_gradient_flow(results: dict[str, dict], path: str, *, layer: int | None
             pos = fmap[fmap > 0]
             vmin = max(pos.min(), pos.max() * 1e-6) if pos.size else 1e-12
             T = r["stacked"].shape[1]
-            im = ax.imshow(np.maximum(fmap, vmin), aspect="auto", origin="lower",
-                           cmap="viridis", norm=LogNorm(vmin=vmin, vmax=fmap.max()),
-                           interpolation="nearest", extent=(0, T, 0, fmap.shape[0]))
+            im = ax.imshow(
+                np.maximum(fmap, vmin),
+                aspect="auto",
+                origin="lower",
+                cmap="viridis",
+                norm=LogNorm(vmin=vmin, vmax=fmap.max()),
+                interpolation="nearest",
+                extent=(0, T, 0, fmap.shape[0]),
+            )
             fig.colorbar(im, ax=ax, fraction=0.05)
             edge = 0
             for m in maps[:-1]:
@@ -137,13 +164,20 @@ def plot_gradient_flow(results: dict[str, dict], path: str, *, layer: int | None
             edges = np.linspace(0, T, fmap.shape[1] + 1)
             axes[1, j].semilogy(0.5 * (edges[1:] + edges[:-1]), np.maximum(fmap.sum(0), 1e-12))
         else:
-            ax.text(0.5, 0.5, "non-finite gradients\n(exploding)", ha="center", va="center",
-                    transform=ax.transAxes)
+            ax.text(
+                0.5,
+                0.5,
+                "non-finite gradients\n(exploding)",
+                ha="center",
+                va="center",
+                transform=ax.transAxes,
+            )
             ax.set_title(name, fontsize=9)
         ax.set_xlabel("time step")
         ax.set_ylabel("neuron (layers stacked)" if layer is None else "neuron")
         axes[1, j].set_xlabel("time step")
-        axes[1, j].set_ylabel("share per bin" if fmap.shape[1] < r["stacked"].shape[1]
-                              else "share per step")
+        axes[1, j].set_ylabel(
+            "share per bin" if fmap.shape[1] < r["stacked"].shape[1] else "share per step"
+        )
     fig.savefig(path, dpi=72)
     plt.close(fig)

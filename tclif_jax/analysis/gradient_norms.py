@@ -16,34 +16,72 @@ Three quantities, all per neuron and per time step, for the state ``U = (U_D, U_
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from tclif_jax.analysis.jacobian import paper_inf_norm, transition_jacobian
-from tclif_jax.layers import NetworkSpec, run_network
-from tclif_jax.neurons import ALIF, ALIFState, LIFState, TCLIFState, TCLIF, TwoCompartment
+from tclif_jax.config import NetworkConfig
+from tclif_jax.network import MatmulPolicy, feedforward, scan_layer
+from tclif_jax.neurons import Neuron
 
 __all__ = [
-    "TABLE7", "TABLE7_TRAINED", "exact_jacobian", "eigen_moduli", "inf_norm",
-    "table7_rows", "norm_plane", "marginal_region", "paper_unit_norm_curve",
-    "layer_states", "step_jacobians", "measured_jacobian_norms", "plot_norm_plane",
+    "TABLE7",
+    "TABLE7_TRAINED",
+    "exact_jacobian",
+    "eigen_moduli",
+    "inf_norm",
+    "table7_rows",
+    "norm_plane",
+    "marginal_region",
+    "paper_unit_norm_curve",
+    "layer_states",
+    "step_jacobians",
+    "measured_jacobian_norms",
+    "plot_norm_plane",
 ]
 
 # Paper Table 7 (supplement): Eq. 15 at the initial (b1, b2) grid ...
-TABLE7 = {(-0.2, 0.2): 1.352, (-0.2, 0.4): 1.688, (-0.2, 0.6): 2.008, (-0.2, 0.8): 2.312,
-          (-0.4, 0.2): 1.304, (-0.4, 0.4): 1.576, (-0.4, 0.6): 1.816, (-0.4, 0.8): 2.024,
-          (-0.6, 0.2): 1.256, (-0.6, 0.4): 1.464, (-0.6, 0.6): 1.624, (-0.6, 0.8): 1.736,
-          (-0.8, 0.2): 1.208, (-0.8, 0.4): 1.352, (-0.8, 0.6): 1.432, (-0.8, 0.8): 1.448}
+TABLE7 = {
+    (-0.2, 0.2): 1.352,
+    (-0.2, 0.4): 1.688,
+    (-0.2, 0.6): 2.008,
+    (-0.2, 0.8): 2.312,
+    (-0.4, 0.2): 1.304,
+    (-0.4, 0.4): 1.576,
+    (-0.4, 0.6): 1.816,
+    (-0.4, 0.8): 2.024,
+    (-0.6, 0.2): 1.256,
+    (-0.6, 0.4): 1.464,
+    (-0.6, 0.6): 1.624,
+    (-0.6, 0.8): 1.736,
+    (-0.8, 0.2): 1.208,
+    (-0.8, 0.4): 1.352,
+    (-0.8, 0.6): 1.432,
+    (-0.8, 0.8): 1.448,
+}
 # ... and at the (b1, b2) the paper's networks reached after training.
-TABLE7_TRAINED = {(-0.184, 0.146): 1.262, (-0.188, 0.307): 1.539, (-0.203, 0.563): 1.948,
-                  (-0.202, 0.835): 2.360, (-0.379, 0.159): 1.248, (-0.370, 0.318): 1.480,
-                  (-0.383, 0.532): 1.751, (-0.380, 0.700): 1.949, (-0.621, 0.172): 1.219,
-                  (-0.621, 0.342): 1.399, (-0.634, 0.594): 1.587, (-0.612, 0.761): 1.704,
-                  (-0.812, 0.187): 1.194, (-0.815, 0.360): 1.321, (-0.812, 0.580): 1.416,
-                  (-0.821, 0.801): 1.418}
+TABLE7_TRAINED = {
+    (-0.184, 0.146): 1.262,
+    (-0.188, 0.307): 1.539,
+    (-0.203, 0.563): 1.948,
+    (-0.202, 0.835): 2.360,
+    (-0.379, 0.159): 1.248,
+    (-0.370, 0.318): 1.480,
+    (-0.383, 0.532): 1.751,
+    (-0.380, 0.700): 1.949,
+    (-0.621, 0.172): 1.219,
+    (-0.621, 0.342): 1.399,
+    (-0.634, 0.594): 1.587,
+    (-0.612, 0.761): 1.704,
+    (-0.812, 0.187): 1.194,
+    (-0.815, 0.360): 1.321,
+    (-0.812, 0.580): 1.416,
+    (-0.821, 0.801): 1.418,
+}
 
 
 # ----------------------------------------------------------------------------- closed forms
@@ -53,8 +91,7 @@ def exact_jacobian(b1, b2) -> np.ndarray:
     """Closed form of the sub-threshold TC-LIF Jacobian, ``[[1, b1], [b2, 1 + b1 b2]]``,
     broadcast over ``b1, b2``: shape ``(*broadcast, 2, 2)``, float64."""
     b1, b2 = np.broadcast_arrays(np.asarray(b1, np.float64), np.asarray(b2, np.float64))
-    return np.stack([np.stack([np.ones_like(b1), b1], -1),
-                     np.stack([b2, 1.0 + b1 * b2], -1)], -2)
+    return np.stack([np.stack([np.ones_like(b1), b1], -1), np.stack([b2, 1.0 + b1 * b2], -1)], -2)
 
 
 def eigen_moduli(jac) -> np.ndarray:
@@ -91,8 +128,9 @@ def paper_unit_norm_curve(b2) -> np.ndarray:
 # ----------------------------------------------------------------------------- tables
 
 
-def table7_rows(points: Sequence[tuple[float, float]] | None = None,
-                paper_values: dict | None = None) -> list[dict[str, Any]]:
+def table7_rows(
+    points: Sequence[tuple[float, float]] | None = None, paper_values: dict | None = None
+) -> list[dict[str, Any]]:
     """One row per (b1, b2): the paper's printed value, Eq. 15, and the exact Jacobian
     (by autodiff of the implemented step) with its spectral radius and norms.
 
@@ -106,18 +144,21 @@ def table7_rows(points: Sequence[tuple[float, float]] | None = None,
     for b1, b2 in points:
         jac = np.asarray(transition_jacobian(b1, b2), np.float64)
         moduli = np.abs(np.linalg.eigvals(jac))
-        rows.append({
-            "b1": float(b1), "b2": float(b2),
-            "paper_table7": paper_values.get((b1, b2)),
-            "eq15": float(paper_inf_norm(b1, b2)),
-            "exact_jacobian": jac.round(6).tolist(),
-            "exact_inf_norm": float(inf_norm(jac)),
-            "exact_2_norm": float(np.linalg.norm(jac, 2)),
-            "exact_spectral_radius": float(moduli.max()),
-            "exact_det": float(np.linalg.det(jac)),
-            "marginal": bool(marginal_region(b1, b2)),
-            "trained": (b1, b2) in TABLE7_TRAINED,
-        })
+        rows.append(
+            {
+                "b1": float(b1),
+                "b2": float(b2),
+                "paper_table7": paper_values.get((b1, b2)),
+                "eq15": float(paper_inf_norm(b1, b2)),
+                "exact_jacobian": jac.round(6).tolist(),
+                "exact_inf_norm": float(inf_norm(jac)),
+                "exact_2_norm": float(np.linalg.norm(jac, 2)),
+                "exact_spectral_radius": float(moduli.max()),
+                "exact_det": float(np.linalg.det(jac)),
+                "marginal": bool(marginal_region(b1, b2)),
+                "trained": (b1, b2) in TABLE7_TRAINED,
+            }
+        )
     return rows
 
 
@@ -126,75 +167,50 @@ def norm_plane(b1_values, b2_values) -> dict[str, np.ndarray]:
     Eq. 15, and the exact Jacobian's spectral radius, infinity norm and 2-norm."""
     B1, B2 = np.meshgrid(np.asarray(b1_values, np.float64), np.asarray(b2_values, np.float64))
     jac = exact_jacobian(B1, B2)
-    return {"b1": B1, "b2": B2, "eq15": paper_inf_norm(B1, B2),
-            "spectral_radius": eigen_moduli(jac)[..., 0], "inf_norm": inf_norm(jac),
-            "two_norm": np.linalg.norm(jac, 2, axis=(-2, -1)),
-            "marginal": marginal_region(B1, B2)}
+    return {
+        "b1": B1,
+        "b2": B2,
+        "eq15": paper_inf_norm(B1, B2),
+        "spectral_radius": eigen_moduli(jac)[..., 0],
+        "inf_norm": inf_norm(jac),
+        "two_norm": np.linalg.norm(jac, 2, axis=(-2, -1)),
+        "marginal": marginal_region(B1, B2),
+    }
 
 
 # ----------------------------------------------------------------------------- measured
 
 
-def _potentials(neuron, state) -> jax.Array:
-    """The state variables whose Jacobian we take, stacked on a new last axis."""
-    if isinstance(state, TCLIFState):
-        return jnp.stack([state.dendrite, state.soma], -1)
-    if isinstance(state, ALIFState):
-        return jnp.stack([state.potential, state.adaptation], -1)
-    return state.potential[..., None]
-
-
-def _state_from(neuron, u) -> Any:
-    """Rebuild a state from potentials ``u (..., k)``, with the spike S = H(U - threshold)
-    recomputed through the surrogate, so that the reset's spike term is differentiated."""
-    sur = neuron.surrogate
-    if isinstance(neuron, (TCLIF, TwoCompartment)):
-        return TCLIFState(u[..., 0], u[..., 1], sur(u[..., 1] - neuron.v_th))
-    if isinstance(neuron, ALIF):
-        thr = neuron.v_th + neuron.beta_adapt * u[..., 1]
-        return ALIFState(u[..., 0], u[..., 1], sur(u[..., 0] - thr))
-    return LIFState(u[..., 0], sur(u[..., 0] - neuron.v_th))
-
-
-def layer_states(spec: NetworkSpec, params: dict, x_batch_major, layer: int = -1):
-    """Run the network (evaluation mode) and return, for ``layer``, its feed-forward input
-    current ``(T, B, n)`` and its full neuron state at every step (each field ``(T, B, n)``),
-    time-major. The state is taken before the reset of ``S[t]`` (the library's layout)."""
+def layer_states(config: NetworkConfig, params: dict, x_batch_major, layer: int = -1):
+    """Run the network (evaluation mode) up to ``layer`` and return that layer's
+    feed-forward input current ``(T, B, n)`` and its neuron state at every step (each
+    field ``(T, B, n)``), both time-major. The state is taken before the reset of ``S[t]``
+    (the library's layout). ``x_batch_major`` is ``(B, T, F)``."""
     x = jnp.swapaxes(jnp.asarray(x_batch_major, jnp.float32), 0, 1)
-    layer = layer % len(spec.layers)
-    lspec, lp = spec.layers[layer], params["layers"][layer]
-    if layer == 0:
-        h = x
-    else:
-        sub = NetworkSpec(spec.layers[:layer], spec.readout, "layerwise", spec.matmul_dtype)
-        sub_params = {"layers": params["layers"][:layer],
-                      "readout": {"w": jnp.zeros((lp["w_in"].shape[0], 1)), "b": jnp.zeros((1,))}}
-        _, aux = run_network(sub_params, x, sub, record=True)
-        h = aux["spikes"][-1]
-    current = h @ lp["w_in"] + lp["b_in"]
-    n = lp["w_in"].shape[1]
-    state0 = lspec.neuron.init_state((x.shape[1],), n)
-
-    def body(state, cur):
-        if lspec.recurrent:
-            cur = cur + state.spike @ lp["w_rec"] + lp["b_rec"]
-        state, _ = lspec.neuron.step(lp["neuron"], state, cur)
-        return state, state
-
-    _, states = jax.lax.scan(body, state0, current)
+    layer = layer % len(config.hidden)
+    matmul = MatmulPolicy.of(config)
+    batch = x.shape[1]
+    h = x
+    for i in range(layer + 1):
+        neuron, lp = config.neurons[i], params["layers"][i]
+        current = feedforward(lp, h, matmul)
+        state0 = neuron.init_state((batch,), config.hidden[i])
+        _, h, states = scan_layer(neuron, lp, current, state0, matmul, record=i == layer)
     return current, states
 
 
-def step_jacobians(neuron, neuron_params, prev_potentials, current) -> jax.Array:
+def step_jacobians(neuron: Neuron, neuron_params, prev_potentials, current) -> jax.Array:
     """Per-neuron one-step Jacobians ``dU[t]/dU[t-1]`` including spike and surrogate terms.
 
-    ``prev_potentials`` ``(..., k)`` (from ``_potentials`` of the state at t-1) and the
+    ``prev_potentials`` ``(..., k)`` (``neuron.state_vector`` of the state at t-1; the spike
+    is recomputed from it through the surrogate by ``neuron.state_from_vector``) and the
     input ``current`` ``(...)`` at t, for a feed-forward layer (neurons independent given
     their input). Returns ``(..., k, k)``.
     """
+
     def one(u, cur):
-        state, _ = neuron.step(neuron_params, _state_from(neuron, u), cur)
-        return _potentials(neuron, state)
+        state, _ = neuron.step(neuron_params, neuron.state_from_vector(u), cur)
+        return neuron.state_vector(state)
 
     flat_u = prev_potentials.reshape(-1, prev_potentials.shape[-1])
     jac = jax.vmap(jax.jacrev(one))(flat_u, current.reshape(-1))  # custom_vjp: reverse mode
@@ -202,27 +218,40 @@ def step_jacobians(neuron, neuron_params, prev_potentials, current) -> jax.Array
     return jac.reshape(*prev_potentials.shape[:-1], k, k)
 
 
-def measured_jacobian_norms(spec: NetworkSpec, params: dict, x_batch_major, *, layer: int = -1,
-                            near_threshold: float = 1.0) -> dict[str, Any]:
-    """The per-step Jacobian of ``layer``'s neuron state in the network on input ``x``,
-    with spike and surrogate terms, averaged over batch, time (t >= 1) and neurons.
+def measured_jacobian_norms(
+    config: NetworkConfig,
+    params: dict,
+    x_batch_major,
+    *,
+    layer: int = -1,
+    near_threshold: float = 1.0,
+) -> dict[str, Any]:
+    """The per-step Jacobian of ``layer``'s neuron state in the network on input
+    ``x (B, T, F)``, with spike and surrogate terms, averaged over batch, time (t >= 1)
+    and neurons.
 
     Reports the mean infinity norm (the quantity of Eq. 15), mean spectral radius and the
-    same split into steps where the surrogate is active at t-1 (``|U_S - V_th| <
-    near_threshold``) and where it is not. Feed-forward layers only (recurrent layers
-    couple neurons through W_rec, so the per-neuron Jacobian is not the whole story).
+    same split into steps where the surrogate is active at t-1 (``|U - V_th| <
+    near_threshold`` for the thresholded potential U) and where it is not; for
+    two-compartment neurons also the layer's mean (b1, b2) with Eq. 15 and the exact
+    sub-threshold norm there. Feed-forward layers only (recurrent layers couple neurons
+    through W_rec, so the per-neuron Jacobian is not the whole story).
     """
-    lspec = spec.layers[layer % len(spec.layers)]
-    if lspec.recurrent:
-        raise ValueError("measured_jacobian_norms handles feed-forward layers; this layer is "
-                         "recurrent (its Jacobian couples neurons through W_rec).")
-    lp = params["layers"][layer % len(spec.layers)]
-    current, states = layer_states(spec, params, x_batch_major, layer)
-    pots = _potentials(lspec.neuron, states)                 # (T, B, n, k)
-    jac = np.asarray(step_jacobians(lspec.neuron, lp["neuron"], pots[:-1], current[1:]),
-                     np.float64)                              # (T-1, B, n, k, k)
-    thr_var = np.asarray(lspec.neuron.potential(states))[:-1]
-    active = np.abs(thr_var - lspec.neuron.v_th) < near_threshold
+    index = layer % len(config.hidden)
+    if config.recurrent[index]:
+        raise ValueError(
+            "measured_jacobian_norms handles feed-forward layers; this layer is "
+            "recurrent (its Jacobian couples neurons through W_rec)."
+        )
+    neuron = config.neurons[index]
+    neuron_params = params["layers"][index].get("neuron_params", {})
+    current, states = layer_states(config, params, x_batch_major, index)
+    pots = neuron.state_vector(states)  # (T, B, n, k)
+    jac = np.asarray(
+        step_jacobians(neuron, neuron_params, pots[:-1], current[1:]), np.float64
+    )  # (T-1, B, n, k, k)
+    thr_var = np.asarray(neuron.potential(states))[:-1]
+    active = np.abs(thr_var - neuron.v_th) < near_threshold
     norms = inf_norm(jac)
     if jac.shape[-1] == 2:
         radii = eigen_moduli(jac)[..., 0]
@@ -230,36 +259,45 @@ def measured_jacobian_norms(spec: NetworkSpec, params: dict, x_batch_major, *, l
         radii = np.abs(jac[..., 0, 0])
     else:
         radii = np.abs(np.linalg.eigvals(jac)).max(-1)
-    out = {"layer": int(layer % len(spec.layers)), "neuron": type(lspec.neuron).__name__,
-           "mean_inf_norm": float(norms.mean()), "mean_spectral_radius": float(radii.mean()),
-           "median_inf_norm": float(np.median(norms)),
-           "fraction_near_threshold": float(active.mean()),
-           "mean_inf_norm_subthreshold": float(norms[~active].mean()) if (~active).any() else None,
-           "mean_inf_norm_near_threshold": float(norms[active].mean()) if active.any() else None,
-           "mean_jacobian": jac.mean((0, 1, 2)).round(6).tolist(),
-           "firing_rate": float(np.asarray(states.spike).mean())}
-    if isinstance(lspec.neuron, TCLIF):
-        b1 = -float(jax.nn.sigmoid(lp["neuron"]["c"][..., 0]).mean())
-        b2 = float(jax.nn.sigmoid(lp["neuron"]["c"][..., 1]).mean())
-    elif isinstance(lspec.neuron, TwoCompartment):
-        b1, b2 = (float(v) for v in np.asarray(lp["neuron"]["b"]).reshape(-1, 2).mean(0))
-    else:
-        b1 = b2 = None
-    if b1 is not None:
-        out.update(b1=b1, b2=b2, eq15=float(paper_inf_norm(b1, b2)),
-                   exact_subthreshold_inf_norm=float(inf_norm(exact_jacobian(b1, b2))))
+    out = {
+        "layer": int(index),
+        "neuron": neuron.name,
+        "mean_inf_norm": float(norms.mean()),
+        "mean_spectral_radius": float(radii.mean()),
+        "median_inf_norm": float(np.median(norms)),
+        "fraction_near_threshold": float(active.mean()),
+        "mean_inf_norm_subthreshold": float(norms[~active].mean()) if (~active).any() else None,
+        "mean_inf_norm_near_threshold": float(norms[active].mean()) if active.any() else None,
+        "mean_jacobian": jac.mean((0, 1, 2)).round(6).tolist(),
+        "firing_rate": float(np.asarray(states.spike).mean()),
+    }
+    coupling = neuron.coupling(neuron_params)
+    if coupling is not None:
+        b1, b2 = (float(jnp.mean(b)) for b in coupling)
+        out.update(
+            b1=b1,
+            b2=b2,
+            eq15=float(paper_inf_norm(b1, b2)),
+            exact_subthreshold_inf_norm=float(inf_norm(exact_jacobian(b1, b2))),
+        )
     return out
 
 
 # ----------------------------------------------------------------------------- figure
 
 
-def plot_norm_plane(path: str, *, extent: float = 2.5, resolution: int = 301,
-                    points: Sequence[tuple[float, float]] | None = None,
-                    measured: Sequence[dict] = ()) -> None:
+def plot_norm_plane(
+    path: str,
+    *,
+    extent: float = 2.5,
+    resolution: int = 301,
+    points: Sequence[tuple[float, float]] | None = None,
+    measured: Sequence[dict] = (),
+) -> None:
     """Two panels over the (b1, b2) plane: Eq. 15 with its dark-blue norm = 1 curve, and
     the exact Jacobian's spectral radius with the true marginal region -4 < b1 b2 < 0."""
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
@@ -268,30 +306,74 @@ def plot_norm_plane(path: str, *, extent: float = 2.5, resolution: int = 301,
     points = list(TABLE7) + list(TABLE7_TRAINED) if points is None else list(points)
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.6), constrained_layout=True)
     ax = axes[0]
-    im = ax.pcolormesh(m["b1"], m["b2"], np.clip(m["eq15"], -4, 6), cmap="RdYlBu_r",
-                       vmin=-4, vmax=6, shading="auto")
+    im = ax.pcolormesh(
+        m["b1"],
+        m["b2"],
+        np.clip(m["eq15"], -4, 6),
+        cmap="RdYlBu_r",
+        vmin=-4,
+        vmax=6,
+        shading="auto",
+    )
     fig.colorbar(im, ax=ax, label="Eq. 15 (clipped to [-4, 6])")
     ax.contour(m["b1"], m["b2"], m["eq15"], levels=[1.0], colors="darkblue", linewidths=2)
-    ax.contour(m["b1"], m["b2"], np.abs(m["eq15"]), levels=[1.0], colors="darkblue",
-               linewidths=1, linestyles=":")
+    ax.contour(
+        m["b1"],
+        m["b2"],
+        np.abs(m["eq15"]),
+        levels=[1.0],
+        colors="darkblue",
+        linewidths=1,
+        linestyles=":",
+    )
     ax.set_title("Paper Eq. 15: b1 b2² + b1 b2 + 2 b2 + 1\n(dark blue: = 1; dotted: |.| = 1)")
     ax = axes[1]
-    im = ax.pcolormesh(m["b1"], m["b2"], np.log10(m["spectral_radius"]), cmap="Reds",
-                       vmin=0, vmax=1.0, shading="auto")
+    im = ax.pcolormesh(
+        m["b1"],
+        m["b2"],
+        np.log10(m["spectral_radius"]),
+        cmap="Reds",
+        vmin=0,
+        vmax=1.0,
+        shading="auto",
+    )
     fig.colorbar(im, ax=ax, label="log10 spectral radius of exact Jacobian")
-    ax.contourf(m["b1"], m["b2"], m["marginal"].astype(float), levels=[0.5, 1.5],
-                colors="none", hatches=["//"])
-    ax.contour(m["b1"], m["b2"], m["b1"] * m["b2"], levels=[-4.0], colors="darkgreen",
-               linewidths=1.5, linestyles="--")
-    ax.set_title("Exact Jacobian [[1, b1], [b2, 1 + b1 b2]]\n(hatched: |eigenvalues| = 1, "
-                 "-4 < b1 b2 < 0; dashed: b1 b2 = -4)")
+    ax.contourf(
+        m["b1"],
+        m["b2"],
+        m["marginal"].astype(float),
+        levels=[0.5, 1.5],
+        colors="none",
+        hatches=["//"],
+    )
+    ax.contour(
+        m["b1"],
+        m["b2"],
+        m["b1"] * m["b2"],
+        levels=[-4.0],
+        colors="darkgreen",
+        linewidths=1.5,
+        linestyles="--",
+    )
+    ax.set_title(
+        "Exact Jacobian [[1, b1], [b2, 1 + b1 b2]]\n(hatched: |eigenvalues| = 1, "
+        "-4 < b1 b2 < 0; dashed: b1 b2 = -4)"
+    )
     for ax in axes:
-        ax.scatter([p[0] for p in points], [p[1] for p in points], s=10, c="k",
-                   label="Table 7 (b1, b2)")
+        ax.scatter(
+            [p[0] for p in points], [p[1] for p in points], s=10, c="k", label="Table 7 (b1, b2)"
+        )
         for row in measured:
             if row.get("b1") is not None:
-                ax.scatter([row["b1"]], [row["b2"]], s=60, marker="*", c="lime",
-                           edgecolors="k", label="trained network")
+                ax.scatter(
+                    [row["b1"]],
+                    [row["b2"]],
+                    s=60,
+                    marker="*",
+                    c="lime",
+                    edgecolors="k",
+                    label="trained network",
+                )
         ax.axhline(0, c="gray", lw=0.5)
         ax.axvline(0, c="gray", lw=0.5)
         ax.set_xlabel("b1")

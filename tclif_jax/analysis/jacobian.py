@@ -28,8 +28,15 @@ def _map(b1, b2, decay=(1.0, 1.0)):
 
     def f(v):  # v = (U_D, U_S), shape (2,)
         state = TCLIFState(v[0], v[1], jnp.zeros(()))
-        new, _ = two_compartment_step(params, state, 0.0, decay=decay, gamma=0.0,
-                                      v_th=_NO_SPIKE_V_TH, spike_fn=Surrogate("triangle", 1.0))
+        new, _ = two_compartment_step(
+            params,
+            state,
+            0.0,
+            decay=decay,
+            gamma=0.0,
+            v_th=_NO_SPIKE_V_TH,
+            spike_fn=Surrogate("triangle", 1.0),
+        )
         return jnp.stack([new.dendrite, new.soma])
 
     return f
@@ -50,6 +57,7 @@ def jacobian_over_time(b1, b2, num_steps: int, decay=(1.0, 1.0)) -> jax.Array:
         def body(v, _):
             v = f(v)
             return v, v
+
         return jax.lax.scan(body, v0, None, length=num_steps)[1]
 
     return jax.jacrev(run)(jnp.zeros(2, jnp.float32))
