@@ -234,8 +234,19 @@ def run(task: str) -> None:
         import jax
 
         setup_logging(jax.process_index())
-        from tclif_jax.train import train_and_evaluate  # after flags: keeps --help fast
+        # After flags: keeps --help fast.
+        from tclif_jax.checkpoint import CheckpointError
+        from tclif_jax.data import DataNotFoundError
+        from tclif_jax.train import ConfigError, Preempted, train_and_evaluate
+        from tclif_jax.workdir import RunLockedError
 
-        train_and_evaluate(config, workdir_flag.value or default_workdir(config))
+        try:
+            train_and_evaluate(config, workdir_flag.value or default_workdir(config))
+        except Preempted as err:
+            logging.warning("%s", err)
+            print(err, file=sys.stderr, flush=True)
+            sys.exit(143)  # 128 + SIGTERM, as a process killed by it
+        except (ConfigError, RunLockedError, CheckpointError, DataNotFoundError) as err:
+            sys.exit(f"{type(err).__name__}: {err}")
 
     app.run(main, flags_parser=parse_flags)

@@ -1,21 +1,39 @@
-"""Orbax checkpoints of a training run: the last N, plus the best, with clear failures.
+"""Orbax checkpoints of a training run: the last N, plus the best, surviving corruption.
 
-Layout under ``workdir``: ``checkpoints/last/<step>`` (kept: the newest
-``keep``) and ``checkpoints/best/<step>`` (kept: one). Each checkpoint holds
-``state`` (params, the model's ``nnx.Param`` state as a pure dict, and the optimizer state)
-and ``meta`` (JSON: epoch, step, running sums, metric history, a fingerprint of the model
-config, ``param_layout``).
+Layout under ``workdir``: ``checkpoints/last/<step>`` (kept: the newest ``keep``) and
+``checkpoints/best/<step>`` (kept: one). Each checkpoint holds ``state`` (params, the
+model's ``nnx.Param`` state as a pure dict, and the optimizer state) and ``meta`` (JSON:
+epoch, step, running sums, metric history, the run's result-changing settings,
+``param_layout``).
+
+A checkpoint that cannot be read is moved aside to ``checkpoints/corrupt/`` (never
+deleted) with a one-line warning, and the run resumes from the newest intact one; only
+when none is intact does the run stop, with a short ``CheckpointError``. Every process of
+a multi-process run calls ``save`` and ``restore`` (orbax coordinates them).
 """
 
 from __future__ import annotations
 
+import contextlib
+import logging as std_logging
 import os
+import shutil
+import time
+from collections.abc import Callable
 from typing import Any
 
 import jax
 import orbax.checkpoint as ocp
+from absl import logging
 
-__all__ = ["CheckpointError", "RunCheckpoints", "PARAM_LAYOUT"]
+__all__ = [
+    "CheckpointError",
+    "RunCheckpoints",
+    "PARAM_LAYOUT",
+    "check_layout",
+    "latest_meta",
+    "abstract_like",
+]
 
 # Written into every checkpoint's meta: the parameter tree is the model's NNX state.
 PARAM_LAYOUT = "nnx"
@@ -25,20 +43,70 @@ class CheckpointError(RuntimeError):
     """A checkpoint exists but cannot be used; it is never overwritten silently."""
 
 
+@contextlib.contextmanager
+def _quiet_orbax():
+    # A failed restore makes orbax log hundreds of lines of asyncio tracebacks; the
+    # CheckpointError says what matters.
+    loggers = [std_logging.getLogger(n) for n in ("absl", "orbax", "asyncio")]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(std_logging.CRITICAL)
+    try:
+        yield
+    finally:
+        for lg, level in zip(loggers, levels):
+            lg.setLevel(level)
+
+
+def _manager(path: str, keep: int, *, create: bool) -> ocp.CheckpointManager:
+    return ocp.CheckpointManager(
+        path,
+        options=ocp.CheckpointManagerOptions(
+            max_to_keep=keep, create=create, enable_async_checkpointing=False, read_only=not create
+        ),
+    )
+
+
+def check_layout(path: str, meta: dict) -> None:
+    """Refuse a checkpoint written with the previous parameter layout (tclif_jax 0.1)."""
+    if meta.get("param_layout") != PARAM_LAYOUT:
+        raise CheckpointError(
+            f"The checkpoint at {path} was written by tclif_jax 0.1, whose parameter tree "
+            "(w_in, b_in, w_rec, neuron, readout.w) this version no longer reads: parameters "
+            "are now the model's NNX state (layers/<i>/dense/kernel, ...). It was left "
+            "untouched; resume it with tclif_jax 0.1, or start afresh in a new --workdir."
+        )
+
+
+def _meta_args():
+    return ocp.args.Composite(meta=ocp.args.JsonRestore())
+
+
+def latest_meta(workdir: str) -> tuple[str, dict] | None:
+    """``(path, meta)`` of the newest last-N checkpoint whose meta reads, without writing
+    anything (None when there is none): what a resumed run is compared against."""
+    path = os.path.join(os.path.abspath(workdir), "checkpoints", "last")
+    if not os.path.isdir(path):
+        return None
+    mngr = _manager(path, 1, create=False)
+    for step in sorted(mngr.all_steps(), reverse=True):
+        try:
+            with _quiet_orbax():
+                meta = mngr.restore(step, args=_meta_args())["meta"]
+            return os.path.join(path, str(step)), meta
+        except Exception:  # noqa: BLE001 - a corrupt meta: look at the previous one
+            continue
+    return None
+
+
 class RunCheckpoints:
     """The last-N and best checkpoints of one run directory."""
 
     def __init__(self, workdir: str, keep: int = 3):
-        root = os.path.join(os.path.abspath(workdir), "checkpoints")
-        self.root = root
-        opts = dict(create=True, enable_async_checkpointing=False)
-        self.last = ocp.CheckpointManager(
-            os.path.join(root, "last"),
-            options=ocp.CheckpointManagerOptions(max_to_keep=keep, **opts),
-        )
-        self.best = ocp.CheckpointManager(
-            os.path.join(root, "best"), options=ocp.CheckpointManagerOptions(max_to_keep=1, **opts)
-        )
+        self.root = os.path.join(os.path.abspath(workdir), "checkpoints")
+        self.keep = keep
+        self.last = _manager(os.path.join(self.root, "last"), keep, create=True)
+        self.best = _manager(os.path.join(self.root, "best"), 1, create=True)
 
     def latest_step(self) -> int | None:
         return self.last.latest_step()
@@ -53,46 +121,60 @@ class RunCheckpoints:
             mngr.save(step, args=args, force=True)
             mngr.wait_until_finished()
 
-    def restore(
-        self, abstract_state: Any, fingerprint: str, step: int | None = None, which: str = "last"
-    ) -> tuple[Any, dict]:
-        """Restore ``(state, meta)`` from a step (default: latest) into ``abstract_state``'s
-        structure and shardings. Raises CheckpointError naming the folder and the fix."""
-        mngr = self.last if which == "last" else self.best
-        step = mngr.latest_step() if step is None else step
-        path = os.path.join(str(mngr.directory), str(step))
-        try:
-            meta = mngr.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
-        except Exception as err:  # noqa: BLE001 - orbax raises many types for a bad file
-            raise CheckpointError(
-                f"The checkpoint at {path} cannot be read ({type(err).__name__}: {err}). It was "
-                "left untouched. Move or delete it to start afresh, or point --workdir at a new "
-                "folder."
-            ) from err
-        if meta.get("param_layout") != PARAM_LAYOUT:
-            raise CheckpointError(
-                f"The checkpoint at {path} was written by tclif_jax 0.1, whose parameter tree "
-                "(w_in, b_in, w_rec, neuron, readout.w) this version no longer reads: parameters "
-                "are now the model's NNX state (layers/<i>/dense/kernel, ...). It was left "
-                "untouched; resume it with tclif_jax 0.1, or start afresh in a new --workdir."
-            )
-        if meta.get("fingerprint") != fingerprint:
-            raise CheckpointError(
-                f"The checkpoint at {path} was written by a different model/config "
-                f"({meta.get('fingerprint')!r}, this run: {fingerprint!r}). It was left untouched; "
-                "use a new --workdir, or rerun with the config that wrote it."
-            )
-        try:
-            restored = mngr.restore(
-                step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract_state))
-            )["state"]
-        except Exception as err:  # noqa: BLE001
-            raise CheckpointError(
-                f"The checkpoint at {path} does not fit this model or is corrupt "
-                f"({type(err).__name__}: {err}). It was left untouched; use a new --workdir or "
-                "delete the folder to start afresh."
-            ) from err
-        return restored, meta
+    def _move_aside(self, step: int, why: str) -> str:
+        src = os.path.join(str(self.last.directory), str(step))
+        dst = os.path.join(self.root, "corrupt", f"{step}-{time.strftime('%Y%m%d-%H%M%S')}")
+        if jax.process_index() == 0:
+            os.makedirs(os.path.dirname(dst), exist_ok=True)
+            shutil.move(src, dst)
+        logging.warning(
+            "Checkpoint %s cannot be read (%s); moved aside to %s, resuming from an earlier one.",
+            src,
+            why,
+            dst,
+        )
+        self.last.reload()
+        return dst
+
+    def restore_latest(
+        self, abstract_state: Any, check_meta: Callable[[str, dict], None]
+    ) -> tuple[Any, dict] | None:
+        """``(state, meta)`` from the newest intact last-N checkpoint, restored into
+        ``abstract_state``'s structure and shardings; None when there is no checkpoint.
+
+        ``check_meta(path, meta)`` may raise (a checkpoint of other settings is refused,
+        not skipped). Unreadable checkpoints are moved aside; when none is left, a short
+        CheckpointError.
+        """
+        steps = sorted(self.last.all_steps(), reverse=True)
+        if not steps:
+            return None
+        moved = []
+        for step in steps:
+            path = os.path.join(str(self.last.directory), str(step))
+            try:
+                with _quiet_orbax():
+                    meta = self.last.restore(step, args=_meta_args())["meta"]
+            except Exception as err:  # noqa: BLE001 - orbax raises many types for a bad file
+                moved.append(self._move_aside(step, f"meta: {type(err).__name__}"))
+                continue
+            check_layout(path, meta)
+            check_meta(path, meta)
+            try:
+                with _quiet_orbax():
+                    state = self.last.restore(
+                        step,
+                        args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract_state)),
+                    )["state"]
+            except Exception as err:  # noqa: BLE001
+                moved.append(self._move_aside(step, f"{type(err).__name__}: {str(err)[:200]}"))
+                continue
+            return state, meta
+        raise CheckpointError(
+            f"No intact checkpoint is left in {self.last.directory}: every one failed to read "
+            f"and was moved aside ({', '.join(moved)}). Nothing was deleted; to start afresh, "
+            "use a new --workdir (or remove the checkpoints folder)."
+        )
 
 
 def abstract_like(tree: Any) -> Any:

@@ -50,3 +50,64 @@ def run_module(*args, env=None, timeout=600, cwd=ROOT):
 def cli():
     """Run an entry point: ``cli("experiments.delayed_cue", "--config=...")``."""
     return run_module
+
+
+# ----------------------------------------------------------------------------- a toy task
+
+
+def toy_splits(nan: bool = False):
+    """Four classes told apart by which channel is on during the first 5 of 30 steps:
+    train (256, 30, 4), test (64, 30, 4), float32; ``nan`` puts NaNs in every train input."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+
+    def make(n):
+        y = rng.integers(0, 4, n)
+        x = rng.normal(0, 0.1, (n, 30, 4)).astype(np.float32)
+        x[np.arange(n), :5, y] += 1.0
+        return x, y.astype(np.int32)
+
+    splits = {"train": make(256), "test": make(64)}
+    if nan:
+        splits["train"][0][:, 3, 0] = np.nan
+    return splits
+
+
+class ToyTask:
+    """The toy task in place of every dataset (``data.load_dataset`` is patched)."""
+
+    def __init__(self):
+        self.nan = False
+
+    def dataset(self, name, cfg, workdir=None):
+        from tclif_jax.data import SequenceDataset
+
+        return SequenceDataset(name="toy", splits=toy_splits(self.nan), num_classes=4)
+
+    @staticmethod
+    def config(**train):
+        """A delayed-cue task config for the toy: one layer of 32, batch 32, 3 epochs."""
+        from experiments.configs.base import base_config, schedule
+
+        c = base_config("delayed_cue", "custom", "toy", schedule(32, 3, 5e-3, "constant"))
+        c.model.hidden, c.model.v_th = (32,), 0.5
+        c.train.progress = False
+        for k, v in train.items():
+            c.train[k] = v
+        return c
+
+
+@pytest.fixture
+def toy(monkeypatch):
+    """The toy task: ``toy.config(**train)`` builds a config, ``toy.nan = True`` NaN inputs."""
+    from tclif_jax import data as data_lib
+
+    task = ToyTask()
+    monkeypatch.setattr(data_lib, "load_dataset", task.dataset)
+    return task
+
+
+def strip_times(history):
+    """Metrics records without their wall-clock fields (what must repeat bit for bit)."""
+    return [{k: v for k, v in r.items() if k not in ("wall_time", "epoch_time")} for r in history]
