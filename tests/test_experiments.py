@@ -126,7 +126,7 @@ def test_mnist_tasks_under_tfds_mock(task, variant, tmp_path):
 
 def test_gsc_under_tfds_mock_uses_validation_split(tmp_path):
     tfds = pytest.importorskip("tensorflow_datasets")
-    config = _tiny(get_config("gsc", "rec"), dir=str(tmp_path / "tfds"), test_limit=4)
+    config = _tiny(get_config("gsc", "rec"), dir=str(tmp_path / "tfds"), test_limit=4, split="tfds")
     with tfds.testing.mock_data(num_examples=8):
         s = train_and_evaluate(config, str(tmp_path / "w"))
     rec = s["history"][-1]

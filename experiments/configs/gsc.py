@@ -9,8 +9,11 @@ GPU; reproduction at full size is not yet measured here):
 Schedule (paper text, default): 100 epochs, Adam 1e-3, /10 at epochs 60, 90, 120, batch 128.
 ``:variant=rec,schedule=official``: 200 epochs, x0.1 at 30, 60, 90, 120, batch 128.
 The official ff command initialises (b1, b2) = (-0.8, 0.8): --config.model.init_b="(-0.8,0.8)".
-Features are computed once and cached under the data dir. Model selection uses the
-validation split; the paper reports the best test accuracy (both are logged).
+Data: the official TC-LIF split of the raw Speech Commands v0.02 archive (data.split=official,
+the default; --config.data.split=tfds for TFDS's split, whose numbers are not comparable);
+--config.data.download=True fetches the archive into --config.data.dir. Features are
+computed once and cached under the data dir. The best checkpoint is chosen on the validation
+split; the paper's number is the best test accuracy (best_test_acc, logged every epoch).
 """
 
 from experiments.configs.base import base_config, choose, parse_arg, schedule

@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import gzip
 import os
+import zlib
 
 import numpy as np
 from absl import logging
 
-from tclif_jax.data._common import DataNotFoundError, default_data_dir, take
+from tclif_jax.data._common import DataCorruptError, DataNotFoundError, default_data_dir, take
 
 __all__ = ["IDX_FILES", "read_idx", "find_idx_dir", "load_mnist", "permutation"]
 
@@ -24,32 +25,52 @@ IDX_FILES = {
     "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
     "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
 }
-_IDX_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: np.dtype(">i2"), 0x0C: np.dtype(">i4"),
-               0x0D: np.dtype(">f4"), 0x0E: np.dtype(">f8")}
+_IDX_DTYPES = {
+    0x08: np.uint8,
+    0x09: np.int8,
+    0x0B: np.dtype(">i2"),
+    0x0C: np.dtype(">i4"),
+    0x0D: np.dtype(">f4"),
+    0x0E: np.dtype(">f8"),
+}
 NUM_PIXELS = 784
+MNIST_URL = "https://storage.googleapis.com/cvdf-datasets/mnist/"  # TFDS's mirror
 
 
 def _open(path: str):
     return gzip.open(path, "rb") if path.endswith(".gz") else open(path, "rb")
 
 
+def _damaged(path: str, what: str) -> DataCorruptError:
+    return DataCorruptError(
+        f"{path}: {what}. The file is damaged; delete it and fetch it again (IDX files: "
+        f"{MNIST_URL}{os.path.basename(path).removesuffix('.gz')}.gz; or use --config.data.source=tfds "
+        f"--config.data.download=True)."
+    )
+
+
 def read_idx(path: str, limit: int = 0) -> np.ndarray:
     """Read an IDX file (``.gz`` or raw); with ``limit > 0`` only the first ``limit`` records.
 
-    Only the requested records are decompressed, so a small limit is cheap.
+    Only the requested records are decompressed, so a small limit is cheap. A file that is
+    not IDX, truncated, or not valid gzip raises ``DataCorruptError`` naming it.
     """
-    with _open(path) as f:
-        header = f.read(4)
-        if len(header) != 4 or header[0] != 0 or header[1] != 0 or header[2] not in _IDX_DTYPES:
-            raise ValueError(f"{path} is not an IDX file (magic bytes {header!r}).")
-        dtype, ndim = np.dtype(_IDX_DTYPES[header[2]]), header[3]
-        dims = np.frombuffer(f.read(4 * ndim), ">u4").astype(np.int64)
-        n = take(limit, int(dims[0]))
-        record = int(np.prod(dims[1:])) * dtype.itemsize
-        data = f.read(n * record)
+    try:
+        with _open(path) as f:
+            header = f.read(4)
+            if len(header) != 4 or header[0] != 0 or header[1] != 0 or header[2] not in _IDX_DTYPES:
+                raise _damaged(path, f"not an IDX file (magic bytes {header!r})")
+            dtype, ndim = np.dtype(_IDX_DTYPES[header[2]]), header[3]
+            dims = np.frombuffer(f.read(4 * ndim), ">u4").astype(np.int64)
+            if len(dims) != ndim:
+                raise _damaged(path, "truncated inside its header")
+            n = take(limit, int(dims[0]))
+            record = int(np.prod(dims[1:])) * dtype.itemsize
+            data = f.read(n * record)
+    except (EOFError, OSError, zlib.error) as e:  # truncated or garbage gzip
+        raise _damaged(path, f"cannot be decompressed ({type(e).__name__}: {e})") from e
     if len(data) != n * record:
-        raise ValueError(f"{path} is truncated: expected {n * record} bytes of data, "
-                         f"got {len(data)}.")
+        raise _damaged(path, f"truncated: expected {n * record} bytes of data, got {len(data)}")
     return np.frombuffer(data, dtype).reshape(n, *dims[1:]).astype(dtype.newbyteorder("="))
 
 
@@ -81,7 +102,9 @@ def _load_idx(folder: str, limits: dict[str, int]):
         x = read_idx(_idx_path(folder, images), limits[split])
         y = read_idx(_idx_path(folder, labels), limits[split])
         if x.shape[1:] != (28, 28) or len(x) != len(y):
-            raise ValueError(f"{folder}: {split} IDX files have images {x.shape}, labels {y.shape}.")
+            raise ValueError(
+                f"{folder}: {split} IDX files have images {x.shape}, labels {y.shape}."
+            )
         splits[split] = (x.reshape(-1, NUM_PIXELS, 1), y.astype(np.int32))
     return splits
 
@@ -89,36 +112,49 @@ def _load_idx(folder: str, limits: dict[str, int]):
 def _load_tfds(name: str, config, limits: dict[str, int]):
     import tensorflow_datasets as tfds  # slow import; only on this path
 
+    if config.download:
+        from tclif_jax.data import download
+
+        download.fetch_mnist(config.dir)
     splits = {}
     for split in ("train", "test"):
         try:
-            ds = tfds.load("mnist", split=split, data_dir=config.dir or None,
-                           download=bool(config.download))
+            ds = tfds.load("mnist", split=split, data_dir=config.dir or None, download=False)
         except AssertionError as e:  # tfds's "could not find data in <dir>"
             raise _not_found(name, config, f"TFDS said: {e}") from e
         if limits[split]:
             ds = ds.take(limits[split])
         xs, ys = [], []
-        for batch in tfds.as_numpy(ds.batch(10_000)):
-            xs.append(batch["image"].reshape(-1, NUM_PIXELS, 1).astype(np.uint8))
-            ys.append(batch["label"].astype(np.int32))
-        splits[split] = (np.concatenate(xs) if xs else np.zeros((0, NUM_PIXELS, 1), np.uint8),
-                         np.concatenate(ys) if ys else np.zeros((0,), np.int32))
+        try:
+            for batch in tfds.as_numpy(ds.batch(10_000)):
+                xs.append(batch["image"].reshape(-1, NUM_PIXELS, 1).astype(np.uint8))
+                ys.append(batch["label"].astype(np.int32))
+        except Exception as e:  # noqa: BLE001 - TensorFlow's DataLossError and kin
+            where = os.path.join(config.dir or "~/tensorflow_datasets", "mnist")
+            raise DataCorruptError(
+                f"{name}: TFDS 'mnist' in {where} cannot be read ({type(e).__name__}: {e}); "
+                f"delete {where} and fetch it again (--config.data.download=True)."
+            ) from e
+        splits[split] = (
+            np.concatenate(xs) if xs else np.zeros((0, NUM_PIXELS, 1), np.uint8),
+            np.concatenate(ys) if ys else np.zeros((0,), np.int32),
+        )
     return splits
 
 
 def _not_found(name: str, config, detail: str = "") -> DataNotFoundError:
+    from tclif_jax.data import download
+
     folders = ", ".join(idx_candidates(config.dir))
     tfds_dir = config.dir or "the TFDS default (~/tensorflow_datasets or $TFDS_DATA_DIR)"
     searched = f"; and for TFDS 'mnist' in {tfds_dir}" if config.source != "idx" else ""
     files = ", ".join(f"{b}[.gz]" for pair in IDX_FILES.values() for b in pair)
     return DataNotFoundError(
         f"{name}: MNIST not found (source={config.source!r}). Looked for the IDX files in: "
-        f"{folders}{searched}. {detail}\nTo provide it, either put "
-        f"the four IDX files ({files}) in config.dir, or, on a machine with internet, run "
-        f"python -c \"import tensorflow_datasets as tfds; tfds.load('mnist', "
-        f"data_dir='{config.dir or '~/tensorflow_datasets'}', download=True)\" "
-        f"(or set config.download=True there).")
+        f"{folders}{searched}. {detail}\nTo provide it, set --config.data.download=True "
+        f"(TFDS fetches {MNIST_URL}), put the four IDX files ({files}) in config.dir, or "
+        f"on a machine with internet run\n{download.command(name, config.dir)}"
+    )
 
 
 def load_mnist(name: str, config) -> tuple[dict, dict]:
@@ -153,12 +189,17 @@ def permutation(seed: int, workdir: str | None = None) -> tuple[np.ndarray, dict
     info["permutation_file"] = path
     if os.path.exists(path):
         saved = np.load(path)
-        if saved.shape != (NUM_PIXELS,) or not np.array_equal(np.sort(saved), np.arange(NUM_PIXELS)):
-            raise ValueError(f"{path} is not a permutation of 0..{NUM_PIXELS - 1}; delete it or "
-                             f"use another workdir.")
+        if saved.shape != (NUM_PIXELS,) or not np.array_equal(
+            np.sort(saved), np.arange(NUM_PIXELS)
+        ):
+            raise ValueError(
+                f"{path} is not a permutation of 0..{NUM_PIXELS - 1}; delete it or "
+                f"use another workdir."
+            )
         if not np.array_equal(saved, perm):
-            info["permutation_note"] = (f"saved permutation in {path} differs from seed "
-                                        f"{seed}; using the saved one")
+            info["permutation_note"] = (
+                f"saved permutation in {path} differs from seed {seed}; using the saved one"
+            )
             logging.warning("psmnist: %s", info["permutation_note"])
         info["permutation_loaded"] = True
         return saved.astype(np.int64), info

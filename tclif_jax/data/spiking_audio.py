@@ -1,10 +1,12 @@
 """Spiking Heidelberg Digits (SHD, 20 classes) and Spiking Speech Commands (SSC, 35 classes).
 
 Inputs ``(N, 250, 700)`` spike counts per (time bin, channel), uint8 (uint16 if a count
-exceeds 255; never clipped). Read directly from the HDF5 files in tonic's format
-(``spikes/times`` ragged float seconds, ``spikes/units`` ragged channel ids, ``labels``),
-not through ``tonic.datasets.SHD``/``SSC``: those also require the downloaded .zip next to
-the .h5 and would go to the network without it.
+exceeds 255; never clipped). Read directly from the HDF5 files in tonic's layout
+(``spikes/times`` ragged float seconds, ``spikes/units`` ragged channel ids, ``labels``);
+``config.download`` fetches them through ``tonic.datasets.SHD``/``SSC``
+(``download.fetch_hsd``). Reading goes through h5py, not tonic's ``__getitem__``: tonic
+reopens the file for every sample and rounds times down to whole microseconds, which
+moves spikes lying within 1 us above a bin edge into the previous bin.
 
 Binning, as the official code: ``bin = np.digitize(t, np.linspace(0, max_time, T))``
 with T = 250, max_time = 1.4 s. The edges are e_j = j * 1.4 / 249, and digitize returns
@@ -14,6 +16,13 @@ Several spikes of one channel in one bin add up (the official code sums duplicat
 sparse indices). Times that are NaN, +-inf, negative or >= max_time (which the official
 code cannot index), and units outside 0..699, are dropped, counted in ``info`` and
 logged once per load.
+
+Memory: the dense counts of SSC's 75,466 training clips take 13 GB, so a split is kept
+as events (``SpikeEvents``: ~2 bytes per spike) and each batch is binned when it is
+indexed, ``x[idx]``, bit-identical to ``bin_spikes``. ``config.stream``: "auto" (the
+default) keeps events when the dataset's dense counts would exceed ``dense_max_gb``
+(SSC), else bins everything once at load (SHD, 1.8 GB, which the training loop then
+holds on the device); "events" or "dense" force either.
 """
 
 from __future__ import annotations
@@ -23,9 +32,24 @@ import os
 import numpy as np
 from absl import logging
 
-from tclif_jax.data._common import DataNotFoundError, default_data_dir, take
+from tclif_jax.data._common import (
+    DataCorruptError,
+    DataNotFoundError,
+    default_data_dir,
+    take,
+)
 
-__all__ = ["SPEC", "bin_spikes", "find_file", "load_hsd", "write_hsd", "write_fake_hsd"]
+__all__ = [
+    "SPEC",
+    "STREAM_MODES",
+    "SpikeEvents",
+    "bin_spikes",
+    "read_events",
+    "find_file",
+    "load_hsd",
+    "write_hsd",
+    "write_fake_hsd",
+]
 
 # name -> (tonic's folder, file prefix, our split -> file split, classes)
 SPEC = {
@@ -33,8 +57,13 @@ SPEC = {
     "ssc": ("SSC", "ssc", {"train": "train", "valid": "valid", "test": "test"}, 35),
 }
 DROP_KINDS = ("nan", "inf", "outside_window", "bad_unit")
+STREAM_MODES = ("auto", "events", "dense")
 # Cells per bincount call: bounds the int64 scratch to ~128 MB.
 _CHUNK_CELLS = 16_000_000
+# Samples read from the HDF5 file at a time by read_events (~10 MB of spikes for SSC).
+_READ_CHUNK = 512
+# Samples binned at a time by SpikeEvents.__array__.
+_DENSE_CHUNK = 512
 
 
 def digitize_uniform(t: np.ndarray, edges: np.ndarray) -> np.ndarray:
@@ -51,12 +80,38 @@ def digitize_uniform(t: np.ndarray, edges: np.ndarray) -> np.ndarray:
     return k
 
 
-def bin_spikes(times, units, *, time_steps: int = 250, max_time: float = 1.4,
-               num_channels: int = 700) -> tuple[np.ndarray, dict[str, int]]:
+def _keep_and_step(t, u, edges, max_time, num_channels, dropped):
+    """Which spikes count and their time step; adds the dropped ones to ``dropped``.
+
+    ``t``: float64 seconds, ``u``: int64 channels (1-D, equal length). Returns
+    ``(keep (n,) bool, step (kept,) int64 in 1..T-1)``.
+    """
+    nan = np.isnan(t)
+    inf = np.isinf(t)
+    finite = ~(nan | inf)
+    outside = finite & ((t < 0) | (t >= max_time))
+    bad_unit = finite & ~outside & ((u < 0) | (u >= num_channels))
+    keep = finite & ~outside & ~bad_unit
+    for kind, mask in zip(DROP_KINDS, (nan, inf, outside, bad_unit)):
+        dropped[kind] += int(mask.sum())
+    return keep, digitize_uniform(t[keep], edges)
+
+
+def _count_dtype(peak: int):
+    for dtype in (np.uint8, np.uint16, np.uint32):
+        if peak <= np.iinfo(dtype).max:
+            return np.dtype(dtype)
+    return np.dtype(np.uint64)
+
+
+def bin_spikes(
+    times, units, *, time_steps: int = 250, max_time: float = 1.4, num_channels: int = 700
+) -> tuple[np.ndarray, dict[str, int]]:
     """Spike counts ``(N, time_steps, num_channels)`` from ragged per-sample times and units.
 
     ``times[i]`` (seconds) and ``units[i]`` are 1-D arrays of equal length. Returns the
     counts (uint8, or uint16/uint32 when needed) and how many spikes were dropped, by kind.
+    The reference recipe; ``SpikeEvents`` gives the same counts batch by batch.
     """
     n = len(times)
     if len(units) != n:
@@ -78,32 +133,287 @@ def bin_spikes(times, units, *, time_steps: int = 250, max_time: float = 1.4,
         t = np.concatenate(t_list)
         u = np.concatenate(u_list).astype(np.int64)
         sample = np.repeat(np.arange(stop - start), lengths)
-        nan = np.isnan(t)
-        inf = np.isinf(t)
-        finite = ~(nan | inf)
-        outside = finite & ((t < 0) | (t >= max_time))
-        bad_unit = finite & ~outside & ((u < 0) | (u >= num_channels))
-        keep = finite & ~outside & ~bad_unit
-        for kind, mask in zip(DROP_KINDS, (nan, inf, outside, bad_unit)):
-            dropped[kind] += int(mask.sum())
-        step = digitize_uniform(t[keep], edges)  # 1..time_steps-1 for 0 <= t < max_time
+        keep, step = _keep_and_step(t, u, edges, max_time, num_channels, dropped)
         flat = (sample[keep] * time_steps + step) * num_channels + u[keep]
         counts = np.bincount(flat, minlength=(stop - start) * cells)
         peak = int(counts.max(initial=0))
         if peak > np.iinfo(out.dtype).max:
-            out = out.astype(np.uint16 if peak <= np.iinfo(np.uint16).max else np.uint32)
+            out = out.astype(_count_dtype(peak))
         out[start:stop] = counts.reshape(stop - start, time_steps, num_channels)
     return out, dropped
 
 
+# ----------------------------------------------------------------------------- events
+
+
+class SpikeEvents:
+    """One split's spikes, kept as events and binned into dense counts when indexed.
+
+    Array-like of shape ``(N, time_steps, num_channels)``: ``x[idx]`` (an int, a slice
+    or a 1-D index array) returns the counts of those samples, ``(len(idx), T, C)`` in
+    ``dtype``, equal to ``bin_spikes`` of the same spikes; ``np.asarray(x)`` bins all.
+    ``nbytes`` is the size of that dense array; ``events_nbytes`` what is held.
+
+    Storage, per sample ``i``: its kept spikes sorted by (time step, channel) as
+    ``uint16`` channels (``blocks[block_of[i]][start[i] : start[i] + length[i]]``), and
+    ``bin_counts[i]`` ``(T,)`` spikes per time step: 2 bytes per spike plus 2T + 20 bytes
+    per sample (SSC at ~8,000 spikes per clip: 1.6 GiB instead of 17 GiB of counts).
+    Indexing is read-only and safe from a prefetch thread.
+    """
+
+    ndim = 3
+
+    def __init__(
+        self,
+        blocks: list[np.ndarray],
+        block_of: np.ndarray,
+        start: np.ndarray,
+        bin_counts: np.ndarray,
+        num_channels: int,
+        dtype,
+    ):
+        self.blocks = blocks
+        self.block_of = np.asarray(block_of, np.int32)
+        self.start = np.asarray(start, np.int64)
+        self.bin_counts = bin_counts
+        self.length = bin_counts.sum(axis=1, dtype=np.int64)
+        self.num_channels = int(num_channels)
+        self.dtype = np.dtype(dtype)
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return (len(self.start), self.bin_counts.shape[1], self.num_channels)
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of the dense counts this stands for (``np.asarray(self).nbytes``)."""
+        n, t, c = self.shape
+        return n * t * c * self.dtype.itemsize
+
+    @property
+    def events_nbytes(self) -> int:
+        """Bytes actually held: spike channels, per-step counts and per-sample offsets."""
+        held = (self.block_of, self.start, self.bin_counts, self.length)
+        return sum(b.nbytes for b in self.blocks) + sum(a.nbytes for a in held)
+
+    @property
+    def num_spikes(self) -> int:
+        return int(self.length.sum())
+
+    def __len__(self) -> int:
+        return len(self.start)
+
+    def __repr__(self) -> str:
+        return (
+            f"SpikeEvents(shape={self.shape}, dtype={self.dtype}, spikes={self.num_spikes}, "
+            f"held={self.events_nbytes / 2**20:.1f} MiB, dense={self.nbytes / 2**20:.1f} MiB)"
+        )
+
+    def _indices(self, key) -> np.ndarray:
+        n = len(self)
+        if isinstance(key, slice):
+            return np.arange(n)[key]
+        idx = np.asarray(key)
+        if idx.dtype == bool:
+            if idx.shape != (n,):
+                raise IndexError(f"boolean index of shape {idx.shape} for {n} samples.")
+            return np.flatnonzero(idx)
+        if idx.ndim != 1 or (idx.size and idx.dtype.kind not in "iu"):
+            raise IndexError(
+                f"SpikeEvents takes an int, a slice or a 1-D integer array; got {key!r:.80}."
+            )
+        idx = idx.astype(np.int64)
+        if idx.size and (idx.min() < -n or idx.max() >= n):
+            raise IndexError(f"index out of range for {n} samples: {idx.min()}..{idx.max()}.")
+        return np.where(idx < 0, idx + n, idx)
+
+    def __getitem__(self, key) -> np.ndarray:
+        if isinstance(key, tuple):
+            head, rest = (key[0], key[1:]) if key else (slice(None), ())
+            out = self[head]
+            return out[rest] if np.ndim(head) == 0 else out[(slice(None), *rest)]
+        if isinstance(key, (int, np.integer)):
+            return self.bin(self._indices([key]))[0]
+        return self.bin(self._indices(key))
+
+    def bin(self, idx: np.ndarray) -> np.ndarray:
+        """Dense counts ``(len(idx), T, C)`` of samples ``idx`` (non-negative ints)."""
+        n, steps, channels = len(idx), self.shape[1], self.num_channels
+        out = np.zeros((n, steps, channels), self.dtype)
+        if n == 0:
+            return out
+        parts = [
+            self.blocks[b][s : s + l]
+            for b, s, l in zip(self.block_of[idx], self.start[idx], self.length[idx])
+        ]
+        chans = np.concatenate(parts) if parts else np.zeros(0, np.uint16)
+        if not len(chans):
+            return out
+        # Row r's spikes sorted by (step, channel), rows in order: flat is sorted, so the
+        # spikes of one cell are adjacent. Set every hit cell to 1, then add the repeats
+        # (a cell with k spikes repeats k - 1 times), each cell once.
+        itype = np.int32 if out.size < 2**31 else np.int64
+        rowstep = np.repeat(np.arange(n * steps, dtype=itype), self.bin_counts[idx].ravel())
+        flat = rowstep * itype(channels) + chans
+        cells = out.reshape(-1)
+        cells[flat] = 1
+        repeat = flat[1:][flat[1:] == flat[:-1]]
+        if len(repeat):
+            first = np.flatnonzero(np.concatenate([[True], repeat[1:] != repeat[:-1]]))
+            cells[repeat[first]] += np.diff(np.append(first, len(repeat))).astype(self.dtype)
+        return out
+
+    def __array__(self, dtype=None, copy=None):
+        out = np.empty(self.shape, self.dtype)
+        for a in range(0, len(self), _DENSE_CHUNK):
+            b = min(len(self), a + _DENSE_CHUNK)
+            out[a:b] = self.bin(np.arange(a, b))
+        return out if dtype is None else out.astype(dtype, copy=False)
+
+    def subset(self, idx) -> SpikeEvents:
+        """The samples ``idx`` (an index array or slice) as SpikeEvents sharing the storage."""
+        idx = self._indices(idx)
+        return SpikeEvents(
+            self.blocks,
+            self.block_of[idx],
+            self.start[idx],
+            self.bin_counts[idx],
+            self.num_channels,
+            self.dtype,
+        )
+
+
+def _corrupt(path: str, what: str, name: str = "") -> DataCorruptError:
+    fix = (
+        f"delete it and fetch it again (--config.data.download=True, or "
+        f"python -m tclif_jax.data.download {name} --dir <data dir>)"
+        if name
+        else "delete it and fetch it again"
+    )
+    return DataCorruptError(
+        f"{path}: {what}; the file is damaged or not in the SHD/SSC layout: {fix}."
+    )
+
+
+def _events_of_chunk(t_list, u_list, edges, max_time, num_channels, dropped):
+    """One chunk of samples as ``(keys sorted, shift)``: ``key = (sample * T + step) <<
+    shift | channel`` for every kept spike, ``sample`` counted within the chunk."""
+    steps = len(edges)
+    lengths = np.array([len(t) for t in t_list], np.int64)
+    t = np.concatenate(t_list, dtype=np.float64) if len(t_list) else np.zeros(0)
+    u = np.concatenate(u_list) if len(u_list) else np.zeros(0, np.uint16)
+    # Comparisons in float64 (a float32 time just below max_time must stay in).
+    keep = (t >= 0.0) & (t < np.float64(max_time)) & (u < num_channels)
+    if u.dtype.kind == "i":
+        keep &= u >= 0
+    if not keep.all():
+        # Count what is dropped by kind; same definitions as bin_spikes.
+        _keep_and_step(t[~keep], u[~keep].astype(np.int64), edges, max_time, num_channels, dropped)
+    shift = max(1, int(num_channels - 1).bit_length())
+    big = (len(t_list) * steps) << shift >= 2**31
+    itype = np.int64 if big else np.int32
+    sample = np.repeat(np.arange(len(t_list), dtype=itype), lengths)[keep]
+    # np.digitize(t, edges) for increasing edges is exactly searchsorted(side="right").
+    step = np.searchsorted(edges, t[keep], side="right").astype(itype)
+    key = ((sample * steps + step) << shift) | u[keep].astype(itype)
+    key.sort()
+    return key, shift
+
+
+def read_events(
+    path: str,
+    limit: int = 0,
+    *,
+    time_steps: int = 250,
+    max_time: float = 1.4,
+    num_channels: int = 700,
+    name: str = "",
+    chunk: int = _READ_CHUNK,
+) -> tuple[SpikeEvents, np.ndarray, dict[str, int]]:
+    """Read an SHD/SSC HDF5 file as ``(SpikeEvents, labels (N,) int32, dropped spikes)``.
+
+    ``limit > 0`` keeps the first ``limit`` samples. Reads ``chunk`` samples at a time,
+    so the peak beyond the result is a few chunks of spikes. A file that h5py cannot read
+    raises ``DataCorruptError`` naming it.
+    """
+    import h5py
+
+    edges = np.linspace(0.0, max_time, time_steps)
+    dropped = dict.fromkeys(DROP_KINDS, 0)
+    chan_dtype = np.uint16 if num_channels <= 2**16 else np.uint32
+    blocks, starts, bin_counts = [], [], []
+    peak = 0
+    try:
+        f = h5py.File(path, "r")
+    except OSError as e:
+        raise _corrupt(path, f"h5py cannot open it ({e})", name) from e
+    with f:
+        try:
+            times_ds, units_ds = f["spikes/times"], f["spikes/units"]
+            labels = f["labels"][()]
+            if not (len(times_ds) == len(units_ds) == len(labels)):
+                raise _corrupt(
+                    path,
+                    f"{len(times_ds)} spike times, {len(units_ds)} unit lists and "
+                    f"{len(labels)} labels",
+                    name,
+                )
+            n = take(limit, len(labels))
+            for a in range(0, n, chunk):
+                b = min(n, a + chunk)
+                t_list, u_list = times_ds[a:b], units_ds[a:b]
+                if any(len(t) != len(u) for t, u in zip(t_list, u_list)):
+                    raise _corrupt(
+                        path, f"samples {a}..{b - 1}: times and units differ in length", name
+                    )
+                key, shift = _events_of_chunk(
+                    t_list, u_list, edges, max_time, num_channels, dropped
+                )
+                counts = np.bincount(key >> shift, minlength=(b - a) * time_steps)
+                if counts.max(initial=0) > np.iinfo(np.uint8).max:
+                    # A cell can exceed 255 only inside such a busy step: count exactly there.
+                    busy = key[(counts > np.iinfo(np.uint8).max)[key >> shift]]
+                    change = np.flatnonzero(busy[1:] != busy[:-1])
+                    runs = np.diff(np.concatenate([[-1], change, [len(busy) - 1]]))
+                    peak = max(peak, int(runs.max(initial=0)))
+                elif len(key):
+                    peak = max(peak, 1)
+                blocks.append((key & ((1 << shift) - 1)).astype(chan_dtype))
+                bin_counts.append(counts.reshape(b - a, time_steps).astype(np.uint32))
+                totals = bin_counts[-1].sum(axis=1, dtype=np.int64)
+                starts.append(np.concatenate([[0], np.cumsum(totals)[:-1]]))
+        except (OSError, KeyError, TypeError) as e:
+            raise _corrupt(path, f"cannot read it ({type(e).__name__}: {e})", name) from e
+    labels = np.asarray(labels[:n]).astype(np.int32)
+    counts = np.concatenate(bin_counts) if bin_counts else np.zeros((0, time_steps), np.uint32)
+    if counts.size and counts.max() <= np.iinfo(np.uint16).max:
+        counts = counts.astype(np.uint16)
+    block_of = [np.full(len(s), i, np.int32) for i, s in enumerate(starts)]
+    events = SpikeEvents(
+        blocks,
+        np.concatenate(block_of) if block_of else np.zeros(0, np.int32),
+        np.concatenate(starts) if starts else np.zeros(0, np.int64),
+        counts,
+        num_channels,
+        _count_dtype(peak),
+    )
+    return events, labels, dropped
+
+
+# ----------------------------------------------------------------------------- loading
+
+
 def candidates(name: str, dir: str) -> list[str]:
     """Folders searched for the .h5 files: the folder itself, then tonic's ``<dir>/SHD``."""
-    root = dir or default_data_dir()
+    root = os.path.expanduser(dir) if dir else default_data_dir()
     folder = SPEC[name][0]
     return [root, os.path.join(root, folder), os.path.join(root, folder.lower())]
 
 
 def find_file(name: str, split: str, dir: str) -> str:
+    """The path of ``<name>_<split>.h5``, or ``DataNotFoundError`` saying how to get it."""
+    from tclif_jax.data import download
+
     _, prefix, files, _ = SPEC[name]
     filename = f"{prefix}_{files[split]}.h5"
     for folder in candidates(name, dir):
@@ -112,49 +422,93 @@ def find_file(name: str, split: str, dir: str) -> str:
             return path
     needed = ", ".join(f"{prefix}_{s}.h5" for s in files.values())
     folders = candidates(name, dir)
-    cls = f"tonic.datasets.{SPEC[name][0]}"
-    args = ["train=True", "train=False"] if name == "shd" else [f"split='{s}'" for s in files.values()]
-    fetch = "; ".join(f"{cls}(save_to='{folders[0]}', {a})" for a in args)
     raise DataNotFoundError(
-        f"{name}: {filename} not found; looked in: {', '.join(folders)}.\nTo provide it, put "
-        f"{needed} (unzipped from https://zenkelab.org/datasets/{prefix}_*.h5.zip) in "
-        f"{folders[0]} (config.dir), or, on a machine with internet, run python -c \"import "
-        f"tonic; {fetch}\", which saves them in {folders[1]} (searched too).")
+        f"{name}: {filename} not found; looked in: {', '.join(folders)}.\nTo provide it, set "
+        f"--config.data.download=True (fetches them through tonic into {folders[1]}), or put "
+        f"{needed} (unzipped from {download.HSD_URL}{prefix}_*.h5.zip) in {folders[0]} or "
+        f"{folders[1]}; on another machine with internet:\n{download.command(name, dir)}"
+    )
+
+
+def stream_splits(config, events: dict[str, SpikeEvents]) -> bool:
+    """Whether ``config.stream`` keeps these splits as events (True) or bins them now."""
+    mode = config.stream
+    if mode not in STREAM_MODES:
+        raise ValueError(f"data.stream={mode!r}; valid: {', '.join(STREAM_MODES)}.")
+    if mode != "auto":
+        return mode == "events"
+    return sum(e.nbytes for e in events.values()) > float(config.dense_max_gb) * 2**30
 
 
 def load_hsd(name: str, config) -> tuple[dict, dict]:
-    """``({split: (counts (N, T, 700), labels int32)}, info)`` for ``"shd"`` or ``"ssc"``."""
-    import h5py
+    """``({split: (counts (N, T, 700), labels int32)}, info)`` for ``"shd"`` or ``"ssc"``.
 
-    _, _, files, _ = SPEC[name]
-    paths = {split: find_file(name, split, config.dir) for split in files}  # fail before work
-    splits, info = {}, {"files": paths, "dropped": {}}
+    ``counts`` is a numpy array, or ``SpikeEvents`` when ``stream_splits`` says so.
+    Missing files are fetched first when ``config.download`` is set.
+    """
+    _, _, files, num_classes = SPEC[name]
+    try:
+        paths = {split: find_file(name, split, config.dir) for split in files}  # fail early
+    except DataNotFoundError:
+        if not config.download:
+            raise
+        from tclif_jax.data import download
+
+        download.fetch_hsd(name, config.dir)
+        paths = {split: find_file(name, split, config.dir) for split in files}
+    events, labels, info = {}, {}, {"files": paths, "dropped": {}}
     for split, path in paths.items():
         limit = config.train_limit if split == "train" else config.test_limit
-        with h5py.File(path, "r") as f:
-            n = take(limit, len(f["labels"]))
-            times = f["spikes/times"][:n]
-            units = f["spikes/units"][:n]
-            labels = f["labels"][:n].astype(np.int32)
-        x, dropped = bin_spikes(times, units, time_steps=int(config.time_steps),
-                                max_time=float(config.max_time),
-                                num_channels=int(config.num_channels))
-        splits[split] = (x, labels)
-        info["dropped"][split] = dropped
+        events[split], labels[split], info["dropped"][split] = read_events(
+            path,
+            limit,
+            time_steps=int(config.time_steps),
+            max_time=float(config.max_time),
+            num_channels=int(config.num_channels),
+            name=name,
+        )
+        y = labels[split]
+        if len(y) and (y.min() < 0 or y.max() >= num_classes):
+            raise _corrupt(
+                path, f"labels span {y.min()}..{y.max()}, not 0..{num_classes - 1}", name
+            )
+    stream = stream_splits(config, events)
+    info["stream"] = "events" if stream else "dense"
+    info["spikes"] = {s: e.num_spikes for s, e in events.items()}
+    info["events_bytes"] = sum(e.events_nbytes for e in events.values())
+    info["dense_bytes"] = sum(e.nbytes for e in events.values())
+    splits = {}
+    for split in list(events):
+        x = events.pop(split)  # free each split's events once binned
+        splits[split] = (x if stream else np.asarray(x), labels[split])
     total = {k: sum(d[k] for d in info["dropped"].values()) for k in DROP_KINDS}
     info["dropped_total"] = total
-    logging.info("%s: dropped spikes %s (NaN, inf, t outside [0, %g) s, unit outside 0..%d)",
-                 name, "; ".join(f"{s}: " + ", ".join(f"{k}={v}" for k, v in d.items())
-                                 for s, d in info["dropped"].items()),
-                 float(config.max_time), int(config.num_channels) - 1)
+    logging.info(
+        "%s: dropped spikes %s (NaN, inf, t outside [0, %g) s, unit outside 0..%d)",
+        name,
+        "; ".join(
+            f"{s}: " + ", ".join(f"{k}={v}" for k, v in d.items())
+            for s, d in info["dropped"].items()
+        ),
+        float(config.max_time),
+        int(config.num_channels) - 1,
+    )
+    logging.info(
+        "%s: %s (events %.2f GB, dense counts %.2f GB)",
+        name,
+        "streaming events, binned per batch" if stream else "dense counts",
+        info["events_bytes"] / 1e9,
+        info["dense_bytes"] / 1e9,
+    )
     return splits, info
 
 
 # ----------------------------------------------------------------------------- writers
 
 
-def write_hsd(path: str, times, units, labels, *, keys=None, speakers=None,
-              time_dtype=np.float32) -> str:
+def write_hsd(
+    path: str, times, units, labels, *, keys=None, speakers=None, time_dtype=np.float32
+) -> str:
     """Write spikes in the SHD/SSC HDF5 layout that tonic and ``load_hsd`` read.
 
     ``times``/``units``: sequences of 1-D arrays (seconds / channel ids), one per sample;
@@ -164,8 +518,9 @@ def write_hsd(path: str, times, units, labels, *, keys=None, speakers=None,
 
     n = len(labels)
     if len(times) != n or len(units) != n:
-        raise ValueError(f"need one times and one units array per label; got {len(times)}, "
-                         f"{len(units)} and {n}.")
+        raise ValueError(
+            f"need one times and one units array per label; got {len(times)}, {len(units)} and {n}."
+        )
     labels = np.asarray(labels)
     if keys is None:
         keys = [f"class_{k}" for k in range(int(labels.max(initial=-1)) + 1)]
@@ -174,19 +529,37 @@ def write_hsd(path: str, times, units, labels, *, keys=None, speakers=None,
     with h5py.File(path, "w") as f:
         t_ds = f.create_dataset("spikes/times", (n,), dtype=h5py.vlen_dtype(np.dtype(time_dtype)))
         u_ds = f.create_dataset("spikes/units", (n,), dtype=h5py.vlen_dtype(np.dtype(np.uint16)))
-        for i in range(n):
-            t_ds[i] = np.asarray(times[i], time_dtype)
-            u_ds[i] = np.asarray(units[i], np.uint16)
+        for a in range(0, n, 1024):  # slices of ragged rows: far faster than row by row
+            b = min(n, a + 1024)
+            t_rows, u_rows = np.empty(b - a, object), np.empty(b - a, object)
+            for j in range(b - a):
+                t_rows[j] = np.asarray(times[a + j], time_dtype).reshape(-1)
+                u_rows[j] = np.asarray(units[a + j], np.uint16).reshape(-1)
+            if len({len(r) for r in t_rows}) > 1:
+                t_ds[a:b], u_ds[a:b] = t_rows, u_rows
+            else:  # h5py would read equal-length rows as one 2-D array
+                for j in range(b - a):
+                    t_ds[a + j], u_ds[a + j] = t_rows[j], u_rows[j]
         f.create_dataset("labels", data=labels.astype(np.uint16))
         f.create_dataset("extra/keys", data=np.array([str(k).encode() for k in keys]))
         f.create_dataset("extra/speaker", data=speakers)
     return path
 
 
-def write_fake_hsd(path: str, num_samples: int, num_classes: int = 20, seed: int = 0, *,
-                   num_channels: int = 700, duration: float = 1.0, spikes: tuple[int, int] = (200, 600),
-                   nan_times: int = 0, inf_times: int = 0, late_times: int = 0,
-                   time_dtype=np.float32) -> str:
+def write_fake_hsd(
+    path: str,
+    num_samples: int,
+    num_classes: int = 20,
+    seed: int = 0,
+    *,
+    num_channels: int = 700,
+    duration: float = 1.0,
+    spikes: tuple[int, int] = (200, 600),
+    nan_times: int = 0,
+    inf_times: int = 0,
+    late_times: int = 0,
+    time_dtype=np.float32,
+) -> str:
     """Write a learnable fake SHD/SSC file (tonic's layout) for tests and demos.
 
     Class ``k`` is a noisy sweep: spike times uniform in [0, duration) s, and the unit
@@ -204,7 +577,11 @@ def write_fake_hsd(path: str, num_samples: int, num_classes: int = 20, seed: int
         t = np.sort(rng.random(m) * duration)
         centre = (k + 0.5) / num_classes * num_channels
         sweep = (1 if k % 2 == 0 else -1) * 0.5 * num_channels / num_classes
-        u = centre + sweep * (t / duration - 0.5) + rng.normal(0, 0.1 * num_channels / num_classes, m)
+        u = (
+            centre
+            + sweep * (t / duration - 0.5)
+            + rng.normal(0, 0.1 * num_channels / num_classes, m)
+        )
         times.append(t)
         units.append(np.clip(np.rint(u), 0, num_channels - 1).astype(np.uint16))
     bad = [np.nan] * nan_times + [np.inf] * inf_times + [2.1] * late_times
@@ -213,5 +590,12 @@ def write_fake_hsd(path: str, num_samples: int, num_classes: int = 20, seed: int
         times[i] = np.append(times[i], value)
         units[i] = np.append(units[i], rng.integers(0, num_channels)).astype(np.uint16)
     speakers = rng.integers(0, 10, num_samples)
-    return write_hsd(path, times, units, labels, keys=[f"class_{k}" for k in range(num_classes)],
-                     speakers=speakers, time_dtype=time_dtype)
+    return write_hsd(
+        path,
+        times,
+        units,
+        labels,
+        keys=[f"class_{k}" for k in range(num_classes)],
+        speakers=speakers,
+        time_dtype=time_dtype,
+    )

@@ -24,15 +24,26 @@ __all__ = ["delayed_cue", "cue_groups", "digits"]
 def cue_groups(num_channels: int, num_classes: int) -> list[np.ndarray]:
     """Sensory channel indices that each class's cue drives (the last channel is 'go')."""
     if num_channels - 1 < num_classes:
-        raise ValueError(f"delayed_cue needs num_channels - 1 >= num_classes (one sensory "
-                         f"channel per class at least, plus the go channel); got "
-                         f"num_channels={num_channels}, num_classes={num_classes}.")
+        raise ValueError(
+            f"delayed_cue needs num_channels - 1 >= num_classes (one sensory "
+            f"channel per class at least, plus the go channel); got "
+            f"num_channels={num_channels}, num_classes={num_classes}."
+        )
     return np.array_split(np.arange(num_channels - 1), num_classes)
 
 
-def delayed_cue(num_examples: int, *, delay: int, num_classes: int = 4, cue_steps: int = 5,
-                go_steps: int = 1, num_channels: int = 16, noise: float = 0.05,
-                seed: int = 0, stream: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def delayed_cue(
+    num_examples: int,
+    *,
+    delay: int,
+    num_classes: int = 4,
+    cue_steps: int = 5,
+    go_steps: int = 1,
+    num_channels: int = 16,
+    noise: float = 0.05,
+    seed: int = 0,
+    stream: int = 0,
+) -> tuple[np.ndarray, np.ndarray]:
     """``num_examples`` delayed-cue sequences: ``(x (N, T, C) uint8, y (N,) int32)``.
 
     Deterministic in ``(seed, stream)``; use a different ``stream`` per split so that
@@ -40,9 +51,11 @@ def delayed_cue(num_examples: int, *, delay: int, num_classes: int = 4, cue_step
     ``N mod num_classes``) and shuffled.
     """
     if delay < 0 or cue_steps < 1 or go_steps < 0 or num_classes < 2:
-        raise ValueError(f"delayed_cue needs delay >= 0, cue_steps >= 1, go_steps >= 0 and "
-                         f"num_classes >= 2; got delay={delay}, cue_steps={cue_steps}, "
-                         f"go_steps={go_steps}, num_classes={num_classes}.")
+        raise ValueError(
+            f"delayed_cue needs delay >= 0, cue_steps >= 1, go_steps >= 0 and "
+            f"num_classes >= 2; got delay={delay}, cue_steps={cue_steps}, "
+            f"go_steps={go_steps}, num_classes={num_classes}."
+        )
     if not 0.0 <= noise <= 1.0:
         raise ValueError(f"noise is a spike probability per step and channel; got {noise}.")
     groups = cue_groups(num_channels, num_classes)
@@ -58,7 +71,7 @@ def delayed_cue(num_examples: int, *, delay: int, num_classes: int = 4, cue_step
         onehot[k, g] = 1
     x[:, :cue_steps] |= onehot[y][:, None, :]
     if go_steps:
-        x[:, steps - go_steps:, -1] = 1
+        x[:, steps - go_steps :, -1] = 1
     return x, y
 
 
@@ -74,6 +87,7 @@ def digits(seed: int = 0, test_fraction: float = 0.2):
     data = load_digits()
     x = data.images.reshape(-1, 64, 1).astype(np.uint8)
     y = data.target.astype(np.int32)
-    idx_train, idx_test = train_test_split(np.arange(len(y)), test_size=test_fraction,
-                                           random_state=seed, stratify=y)
+    idx_train, idx_test = train_test_split(
+        np.arange(len(y)), test_size=test_fraction, random_state=seed, stratify=y
+    )
     return (x[idx_train], y[idx_train]), (x[idx_test], y[idx_test])
