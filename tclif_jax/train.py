@@ -490,7 +490,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
 
 
 def _train(config, workdir: str, writer: bool, preemption: _Preemption) -> dict[str, Any]:
-    settings = result_settings(config)
+    settings = result_settings(config, [f"data.{f}" for f in data_lib.PLACEMENT_FIELDS])
     found = latest_meta(workdir)
     if found is not None:  # refused before anything in the folder is touched
         _check_resumable(found[0], found[1], settings)
@@ -627,11 +627,8 @@ def _train_epoch(run: _Run, params, opt_state, meta: dict):
     indices = [
         order[b * tc.batch_size : (b + 1) * tc.batch_size] for b in range(meta["epoch_step"], last)
     ]
-    prefetch = int(run.config.data.get("prefetch", 2))
     pending = None
-    for b, (x, y) in zip(
-        range(meta["epoch_step"], last), run.splits["train"].batches(indices, prefetch)
-    ):
+    for b, (x, y) in zip(range(meta["epoch_step"], last), run.splits["train"].batches(indices)):
         key = jax.random.fold_in(base_key, meta["step"])
         params, opt_state, metrics = run.train_step(params, opt_state, x, y, key)
         # Read the previous step's metrics after dispatching this one (no pipeline stall).

@@ -132,8 +132,9 @@ def atomic_write(path: str, mode: str = "w") -> Iterator[Any]:
             os.remove(tmp)
 
 
-# Fields that only extend a run, say where things are, or choose how it runs, without
-# changing what it computes: they may differ when a run resumes (the change is logged).
+# Fields that only extend a run or choose how it runs, without changing what it computes:
+# they may differ when a run resumes (the change is logged). Data fields saying where data
+# lives are added by the caller (``tclif_jax.data.PLACEMENT_FIELDS``).
 EXTEND_ONLY = (
     "run_name",
     "paper_accuracy",
@@ -144,13 +145,6 @@ EXTEND_ONLY = (
     "train.keep_checkpoints",
     "train.eval_batch_size",
     "train.skip_nonfinite",
-    "data.dir",
-    "data.download",
-    "data.on_device",
-    "data.cache_dir",
-    "data.use_cache",
-    "data.stream",
-    "data.prefetch",
     "mesh.",
     "distributed.",
 )

@@ -63,6 +63,19 @@ def _check_name(name: str) -> None:
         raise ValueError(f"Unknown dataset {name!r}; valid names are: {', '.join(DATASETS)}.")
 
 
+# Data fields that say where data lives or how it is held, not what it is: a run may resume
+# with them changed (tclif_jax.train compares every other field).
+PLACEMENT_FIELDS = (
+    "dir",
+    "download",
+    "cache_dir",
+    "use_cache",
+    "stream",
+    "dense_max_gb",
+    "on_device",
+)
+
+
 def default_config(name: str) -> ml_collections.ConfigDict:
     """All data fields dataset ``name`` understands, with their defaults.
 
