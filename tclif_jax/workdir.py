@@ -164,17 +164,19 @@ def flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
     return out
 
 
-def _extend_only(name: str) -> bool:
-    return any(name == f or (f.endswith(".") and name.startswith(f)) for f in EXTEND_ONLY)
+def _matches(name: str, fields) -> bool:
+    return any(name == f or (f.endswith(".") and name.startswith(f)) for f in fields)
 
 
-def result_settings(config) -> dict[str, Any]:
-    """The flattened config fields that change a run's result (JSON-safe values)."""
+def result_settings(config, extend_only=()) -> dict[str, Any]:
+    """The flattened config fields that change a run's result (JSON-safe values): all but
+    ``EXTEND_ONLY`` and the dotted names in ``extend_only``."""
+    skip = EXTEND_ONLY + tuple(extend_only)
     flat = flatten(config)
     return {
         k: json.loads(json.dumps(v, default=str))
         for k, v in sorted(flat.items())
-        if not _extend_only(k)
+        if not _matches(k, skip)
     }
 
 

@@ -72,6 +72,11 @@ def plot_beta_grid(results: Sequence[dict[str, Any]], path: str) -> None:
     for ax, task in zip(axes[0], tasks):
         rs = [r for r in results if r["task"] == task]
         ok = [r for r in rs if r["status"] != "diverged"]
+
+        def points(status, rs=rs):
+            chosen = [r for r in rs if r["status"] == status]
+            return [r["b1"] for r in chosen], [r["b2"] for r in chosen]
+
         sc = ax.scatter(
             [r["b1"] for r in ok],
             [r["b2"] for r in ok],
@@ -82,25 +87,15 @@ def plot_beta_grid(results: Sequence[dict[str, Any]], path: str) -> None:
             s=140,
             edgecolors="k",
         )
-        chance = [r for r in rs if r["status"] == "chance"]
         ax.scatter(
-            [r["b1"] for r in chance],
-            [r["b2"] for r in chance],
+            *points("chance"),
             s=260,
             facecolors="none",
             edgecolors="r",
             linewidths=1.5,
             label="chance",
         )
-        div = [r for r in rs if r["status"] == "diverged"]
-        ax.scatter(
-            [r["b1"] for r in div],
-            [r["b2"] for r in div],
-            marker="x",
-            c="r",
-            s=120,
-            label="diverged (NaN/inf)",
-        )
+        ax.scatter(*points("diverged"), marker="x", c="r", s=120, label="diverged (NaN/inf)")
         for r in ok:
             ax.annotate(
                 f"{100 * r['best_test_acc']:.0f}",

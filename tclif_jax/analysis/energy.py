@@ -118,6 +118,11 @@ def snn_energy(
         if num_classes is None:
             raise ValueError("readout=True needs num_classes.")
         layers.append(hidden[-1] * num_classes * rates[-1] * e_ac)
+    return _summary(layers, time_steps)
+
+
+def _summary(layers: list[float], time_steps: int) -> dict[str, Any]:
+    """Per-layer pJ per step, their sum, and the total in nJ over ``time_steps`` steps."""
     per_step = sum(layers)
     return {
         "layers_pJ_per_step": layers,
@@ -146,13 +151,7 @@ def lstm_energy(
     ]
     if readout:
         layers.append(hidden[-1] * num_classes * e_mac)
-    per_step = sum(layers)
-    return {
-        "layers_pJ_per_step": layers,
-        "pJ_per_step": per_step,
-        "nJ": per_step * time_steps / 1000.0,
-        "time_steps": time_steps,
-    }
+    return _summary(layers, time_steps)
 
 
 def energy_table(
