@@ -1,7 +1,10 @@
 """Our PyTorch reference: the paper's networks in the official code's style.
 
-This is the baseline that ``benchmarks.step_time`` races (``against=torch``). It is
-written the way the official TC-LIF code is (reference sections 1 and 3):
+This is the baseline that ``benchmarks.step_time`` races (``against=torch``) and the
+independent reference of ``tests/test_parity.py`` (logits and every parameter gradient,
+both strategies): it is written from the reference facts on the paper and the official
+code (reference sections 1-3), never from ``tclif_jax``'s neuron or network code, which it
+does not import. It is written the way the official TC-LIF code is:
 stateful neuron modules that keep their potentials between calls, an
 ``nn.Sequential`` named ``features`` called once per time step from a Python
 loop, eager mode, autograd through every step. Nothing here is vectorised over
@@ -187,13 +190,14 @@ def build(config, stride: int = 2, seed: int = 0) -> OfficialStyleNet:
         or n.per_neuron
         or n.reset_order != "official"
         or n.detach_reset
-        or (n.surrogate.name, n.surrogate.width) != ("triangle", 1.0)
+        or (n.surrogate.name, n.surrogate.width, n.surrogate.fires_at_zero)
+        != ("triangle", 1.0, True)
     ]
     if bad:
         raise ValueError(
             "The torch reference runs TC-LIF with reset_order='official', the triangle "
-            "surrogate of width 1, detach_reset=False and per_neuron=False only; got "
-            + "; ".join(bad)
+            "surrogate of width 1 with H(0) = 1, detach_reset=False and per_neuron=False "
+            "only; got " + "; ".join(bad)
         )
     if len({(n.gamma, n.v_th) for n in neurons}) != 1:
         raise ValueError("The torch reference needs the same gamma and v_th in every layer.")

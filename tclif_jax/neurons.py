@@ -44,11 +44,15 @@ __all__ = [
     "lif_step",
     "plif_step",
     "alif_step",
+    "alif_official_step",
+    "glif_step",
     "TCLIF",
     "TwoCompartment",
     "LIF",
     "PLIF",
     "ALIF",
+    "ALIFOfficial",
+    "GLIF",
     "NEURONS",
     "make_neuron",
     "neuron_settings",
@@ -231,23 +235,104 @@ def alif_step(
     detach_reset: bool = False,
     probe=0.0,
 ):
-    """Adaptive LIF in Bellec et al.'s (2018) LSNN form.
+    """Adaptive LIF of Bellec et al. (2018), the LSNN's ALIF.
 
-    a[t] = rho a[t-1] + S[t-1];  A[t] = v_th + beta_adapt a[t]
+    a[t] = rho a[t-1] + (1 - rho) S[t-1];  A[t] = v_th + beta_adapt a[t]
     U[t] = alpha U[t-1] + I[t] - A[t-1] S[t-1];  S[t] = H(U[t] - A[t])
-    with alpha = exp(-1/tau_m) and rho = exp(-1/tau_adapt), tau in steps.
-    With a differentiable reset the term -A[t-1] dS/dU grows with the threshold and the
-    gradient explodes over long sequences (784-step S-MNIST); Bellec et al. stop it, and
-    ``detach_reset=True`` does the same.
+    with alpha = exp(-1/tau_m) and rho = exp(-1/tau_adapt), tau in steps, so a stays in
+    [0, 1] and the threshold in [v_th, v_th + beta_adapt]. The reset subtracts the
+    threshold S[t-1] crossed; the input is not scaled by (1 - alpha), as in this
+    library's LIF (the weights absorb it).
     """
     alpha = math.exp(-1.0 / tau_m)
     rho = math.exp(-1.0 / tau_adapt)
     s = _reset_spike(state.spike, detach_reset)
     old_threshold = v_th + beta_adapt * state.adaptation
-    adaptation = rho * state.adaptation + state.spike
+    adaptation = rho * state.adaptation + (1.0 - rho) * state.spike
     potential = alpha * state.potential + current - old_threshold * s + probe
     spike = spike_fn(potential - (v_th + beta_adapt * adaptation))
     return ALIFState(potential, adaptation, spike), spike
+
+
+def alif_official_step(
+    params,
+    state: ALIFState,
+    current,
+    *,
+    v_th: float,
+    beta_adapt: float,
+    spike_fn: Surrogate,
+    detach_reset: bool = False,
+    probe=0.0,
+):
+    """The official TC-LIF repository's ALIF (``MNIST/spiking_neuron/ALIF.py``), one step.
+
+    ``params = {"c": (2,)}`` (one pair per layer); alpha = exp(-1/sigmoid(c0)),
+    r = exp(-1/sigmoid(c1)). With theta[t] = v_th + beta_adapt eta[t] (official: 0.01 and
+    1.8)::
+
+        v'[t-1] = v[t-1] - theta[t-1] S[t-1]      (the soft reset)
+        S'[t-1] = H(v'[t-1] - theta[t-1])         (the official "spike_lastT")
+        eta[t]  = r eta[t-1] + (1 - r) S'[t-1]
+        v[t]    = alpha v'[t-1] + (1 - alpha) I[t];   S[t] = H(v[t] - theta[t])
+
+    S' compares the potential after its reset with the old threshold, so after a spike eta
+    grows only if v[t-1] >= 2 theta[t-1]. The official code starts from threshold 1, here v_th + beta_adapt * 0: the first step
+    differs only in H(0 - theta[-1]), which is 0 either way for v_th > 0 and carries no
+    gradient (v'[-1] = 0 and theta[-1] are constants). Resets and S' are differentiable.
+    """
+    c = params["c"]
+    alpha = jnp.exp(-1.0 / jax.nn.sigmoid(c[..., 0]))
+    r = jnp.exp(-1.0 / jax.nn.sigmoid(c[..., 1]))
+    s = _reset_spike(state.spike, detach_reset)
+    old_threshold = v_th + beta_adapt * state.adaptation
+    after_reset = state.potential - old_threshold * s
+    adaptation = r * state.adaptation + (1.0 - r) * spike_fn(after_reset - old_threshold)
+    potential = alpha * after_reset + (1.0 - alpha) * current + probe
+    spike = spike_fn(potential - (v_th + beta_adapt * adaptation))
+    return ALIFState(potential, adaptation, spike), spike
+
+
+GLIF_PARAMS = ("alpha", "beta", "gamma", "tau", "threshold", "leak", "reset", "conduct")
+
+
+def glif_step(
+    params,
+    state: LIFState,
+    current,
+    *,
+    spike_fn: Surrogate,
+    detach_reset: bool = False,
+    probe=0.0,
+):
+    """Gated LIF (GLIF, Yao et al., NeurIPS 2022), soft gates, one step.
+
+    ``params``: the logits of ``GLIF_PARAMS``, each ``(n,)`` (one per neuron) or ``()``;
+    the value used is the sigmoid of each. With gates (a, b, g), membrane decay tau,
+    threshold V_th, linear leak V_L, reset V_R and conductance G::
+
+        I'[t] = (1 - b (1 - G)) I[t]
+        U[t]  = (1 - a (1 - tau)) U[t-1] (1 - g S[t-1]) - (1 - a) V_L + I'[t]
+                - (1 - g) V_R S[t-1]
+        S[t]  = H(U[t] - V_th)
+
+    a mixes exponential (tau) and linear (V_L) leak, b a fixed and a gated input, g a hard
+    and a soft reset. The official code learns one G per time step; G is one per neuron
+    here (sequences of hundreds of steps).
+    """
+    sig = {k: jax.nn.sigmoid(params[k]) for k in GLIF_PARAMS}
+    a, b, g = sig["alpha"], sig["beta"], sig["gamma"]
+    s = _reset_spike(state.spike, detach_reset)
+    gated_input = current * (1.0 - b * (1.0 - sig["conduct"]))
+    potential = (
+        (1.0 - a * (1.0 - sig["tau"])) * state.potential * (1.0 - g * s)
+        - (1.0 - a) * sig["leak"]
+        + gated_input
+        - (1.0 - g) * sig["reset"] * s
+        + probe
+    )
+    spike = spike_fn(potential - sig["threshold"])
+    return LIFState(potential, spike), spike
 
 
 # ----------------------------------------------------------------------------- the protocol
@@ -325,16 +410,19 @@ class Neuron:
         """The state fields of ``state_fields`` stacked on a new last axis ``(..., k)``."""
         return jnp.stack([getattr(state, f) for f in self.state_fields], -1)
 
-    def threshold(self, vector: jax.Array) -> jax.Array:
-        """The firing threshold for a state vector ``(..., k)`` (constant ``v_th`` here)."""
+    def threshold(self, vector: jax.Array, params=None) -> jax.Array:
+        """The firing threshold ``(...)`` for a state vector ``(..., k)`` (constant
+        ``v_th`` here). Neurons that learn their threshold read it from ``params`` (their
+        initial one without)."""
         return jnp.full(vector.shape[:-1], self.v_th, vector.dtype)
 
-    def state_from_vector(self, vector: jax.Array):
+    def state_from_vector(self, vector: jax.Array, params=None):
         """Rebuild a state from ``state_vector`` output, the spike recomputed through the
-        surrogate (so a Jacobian includes the reset's spike term)."""
+        surrogate (so a Jacobian includes the reset's spike term); ``params`` as for
+        ``threshold``."""
         fields = dict(zip(self.state_fields, jnp.moveaxis(vector, -1, 0)))
         fields["spike"] = self.surrogate(
-            fields[self.threshold_compartment] - self.threshold(vector)
+            fields[self.threshold_compartment] - self.threshold(vector, params)
         )
         return self.State(**fields)
 
@@ -506,7 +594,9 @@ class PLIF(Neuron):
 
 @dataclasses.dataclass(frozen=True)
 class ALIF(Neuron):
-    """Adaptive-threshold LIF (LSNN). Time constants in steps; no learnable parameters."""
+    """Adaptive-threshold LIF of Bellec et al. (2018, LSNN), ``alif_step``: threshold
+    v_th + beta_adapt a, a[t] = rho a[t-1] + (1 - rho) S[t-1]. Time constants in steps;
+    no learnable parameters."""
 
     name: ClassVar[str] = "alif"
     State: ClassVar[type] = ALIFState
@@ -530,8 +620,117 @@ class ALIF(Neuron):
             probe=probe,
         )
 
-    def threshold(self, vector):
+    def threshold(self, vector, params=None):
         return self.v_th + self.beta_adapt * vector[..., self.state_fields.index("adaptation")]
+
+
+@dataclasses.dataclass(frozen=True)
+class ALIFOfficial(Neuron):
+    """The official TC-LIF repository's ALIF (``alif_official_step``): learnable
+    c = (c0, c1) per layer, membrane decay exp(-1/sigmoid(c0)), adaptation decay
+    exp(-1/sigmoid(c1)), threshold v_th + beta_adapt eta (official: 0.01 + 1.8 eta).
+
+    The official module ignores the threshold a script passes it, so swapped into a
+    preset it takes no preset setting.
+    """
+
+    name: ClassVar[str] = "alif_official"
+    State: ClassVar[type] = ALIFState
+    state_fields: ClassVar[tuple[str, ...]] = ("potential", "adaptation")
+    preset_settings: ClassVar[frozenset[str] | None] = frozenset()
+
+    v_th: float = 0.01
+    beta_adapt: float = 1.8
+    init_c: tuple[float, float] = (0.0, 0.0)
+
+    def __post_init__(self):
+        super().__post_init__()
+        if not self.v_th > 0:
+            raise ValueError(f"alif_official needs a baseline threshold v_th > 0, got {self.v_th}.")
+
+    def init_params(self, num_neurons):
+        return {"c": jnp.asarray(tuple(float(v) for v in self.init_c), jnp.float32)}
+
+    def step(self, params, state, current, probe=0.0):
+        return alif_official_step(
+            params,
+            state,
+            current,
+            v_th=self.v_th,
+            beta_adapt=self.beta_adapt,
+            spike_fn=self.surrogate,
+            detach_reset=self.detach_reset,
+            probe=probe,
+        )
+
+    def threshold(self, vector, params=None):
+        return self.v_th + self.beta_adapt * vector[..., self.state_fields.index("adaptation")]
+
+
+@dataclasses.dataclass(frozen=True)
+class GLIF(Neuron):
+    """Gated LIF (Yao et al., NeurIPS 2022; ``glif_step``), soft gates, per neuron.
+
+    Every value is learnable per neuron through a sigmoid, so each initial value lies in
+    (0, 1): ``v_th`` the threshold, ``init_tau`` the exponential decay, ``init_leak`` the
+    linear leak, ``init_reset`` the soft-reset amount (None: ``v_th``, as the official
+    code), ``init_conduct`` the conductance and ``init_gates`` the gates (alpha, beta,
+    gamma). Defaults are the official code's (``train.py``: tau 0.25, V_th 0.5, leak
+    V_th / 8, conductance 0.5; ``--gate 0.6 0.8 0.6``, which it maps to the gate values
+    0.55, 0.65, 0.55). Its threshold is learned, so swapped into a preset it takes no
+    preset setting.
+    """
+
+    name: ClassVar[str] = "glif"
+    preset_settings: ClassVar[frozenset[str] | None] = frozenset()
+
+    v_th: float = 0.5
+    init_tau: float = 0.25
+    init_leak: float = 0.0625
+    init_reset: float | None = None
+    init_conduct: float = 0.5
+    init_gates: tuple[float, float, float] = (0.55, 0.65, 0.55)
+
+    def __post_init__(self):
+        super().__post_init__()
+        if len(self.init_gates) != 3:
+            raise ValueError(f"init_gates needs (alpha, beta, gamma), got {self.init_gates}.")
+        self.initial_values()  # validates: every value in (0, 1)
+
+    def initial_values(self) -> dict[str, float]:
+        """The initial value (after the sigmoid) of every entry of ``GLIF_PARAMS``."""
+        a, b, g = (float(v) for v in self.init_gates)
+        reset = self.v_th if self.init_reset is None else self.init_reset
+        values = dict(alpha=a, beta=b, gamma=g, tau=self.init_tau, threshold=self.v_th)
+        values.update(leak=self.init_leak, reset=reset, conduct=self.init_conduct)
+        for key, value in values.items():
+            if not 0.0 < float(value) < 1.0:
+                raise ValueError(
+                    f"GLIF's {key} is a sigmoid: its initial value must lie in (0, 1), got {value}."
+                )
+        return values
+
+    def init_params(self, num_neurons):
+        return {
+            k: jnp.full((num_neurons,), _logit(float(v)), jnp.float32)
+            for k, v in self.initial_values().items()
+        }
+
+    def step(self, params, state, current, probe=0.0):
+        return glif_step(
+            params,
+            state,
+            current,
+            spike_fn=self.surrogate,
+            detach_reset=self.detach_reset,
+            probe=probe,
+        )
+
+    def threshold(self, vector, params=None):
+        if params is None:
+            return super().threshold(vector)
+        thr = jax.nn.sigmoid(params["threshold"]).astype(vector.dtype)
+        return jnp.broadcast_to(thr, vector.shape[:-1])
 
 
 # ----------------------------------------------------------------------------- by name
@@ -587,7 +786,7 @@ def make_neuron(name: str | Neuron, **settings: Any) -> Neuron:
     if "surrogate" in settings or width is not None:
         sur = settings.pop("surrogate", "triangle")
         if isinstance(sur, Surrogate):
-            settings["surrogate"] = sur if width is None else Surrogate(sur.name, width)
+            settings["surrogate"] = sur if width is None else dataclasses.replace(sur, width=width)
         else:
             settings["surrogate"] = get_surrogate(sur, width)
     for key, value in settings.items():

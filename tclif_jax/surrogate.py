@@ -2,8 +2,10 @@
 
 Every spike function here maps ``x = U - V_th`` (any shape, any float dtype) to
 ``H(x)``, with ``H(0) = 1`` (a neuron fires when its potential reaches the
-threshold). The backward pass replaces the Dirac delta ``dH/dx`` by a surrogate
-derivative ``g(x)`` through ``jax.custom_vjp``.
+threshold, as in the paper and the official triangle) unless the surrogate says
+otherwise: ``Surrogate.fires_at_zero`` is False for ``official_gau``, whose official
+forward is ``x > 0``. The backward pass replaces the Dirac delta ``dH/dx`` by a
+surrogate derivative ``g(x)`` through ``jax.custom_vjp``.
 
 ``Surrogate`` is a frozen (hashable) dataclass so that it can be a static
 argument of jitted functions and a field of neuron specs.
@@ -27,9 +29,10 @@ import jax.numpy as jnp
 __all__ = ["Surrogate", "SURROGATES", "get_surrogate", "heaviside", "spike"]
 
 
-def heaviside(x: jax.Array) -> jax.Array:
-    """H(x) = 1 for x >= 0, else 0, in x's dtype (no gradient rule attached)."""
-    return (x >= 0).astype(x.dtype)
+def heaviside(x: jax.Array, fires_at_zero: bool = True) -> jax.Array:
+    """H(x) in x's dtype (no gradient rule attached): 1 for x >= 0 (``fires_at_zero``)
+    or for x > 0, else 0."""
+    return (x >= 0 if fires_at_zero else x > 0).astype(x.dtype)
 
 
 def _gaussian(x, mu, sigma):
@@ -64,15 +67,22 @@ def _exponential(x, w):
 
 
 def _multi_gaussian(x, lens):
-    # The official code's "gau" surrogate (after Yin et al. 2021): a central
-    # Gaussian with two negative side lobes; scale 6 and height 0.15 are fixed
-    # there, and so they are here.
+    # The multi-Gaussian of Yin et al. (2021), the shape of the official "gau": a central
+    # Gaussian with two negative side lobes; scale 6 and height 0.15 are fixed there, and
+    # so they are here. The official "gau" also halves it and fires at x > 0: that one is
+    # ``official_gau``.
     scale, height = 6.0, 0.15
     return (
         _gaussian(x, 0.0, lens) * (1.0 + height)
         - _gaussian(x, lens, scale * lens) * height
         - _gaussian(x, -lens, scale * lens) * height
     )
+
+
+def _official_gau(x, lens):
+    # The official "gau" (TC-LIF repository, MNIST/surrogate.py, ActFun_adp): the
+    # multi-Gaussian above times its gradient scale 0.5 (the module's ``gamma``).
+    return 0.5 * _multi_gaussian(x, lens)
 
 
 _DERIVATIVES: dict[str, tuple[Callable, float, str]] = {
@@ -82,8 +92,15 @@ _DERIVATIVES: dict[str, tuple[Callable, float, str]] = {
     "arctan": (_arctan, 2.0, "(a/2) / (1 + (pi a x / 2)^2); a is the slope"),
     "rectangle": (_rectangle, 1.0, "1{|x| < w/2} / w; w = 1 is the official 'rect'"),
     "exponential": (_exponential, 1.0, "exp(-|x|/w) / w; w = 1 is the official single exponential"),
-    "multi_gaussian": (_multi_gaussian, 0.5, "official 'gau': lens = w, scale 6, height 0.15"),
+    "multi_gaussian": (_multi_gaussian, 0.5, "multi-Gaussian: lens = w, scale 6, height 0.15"),
+    "official_gau": (
+        _official_gau,
+        0.5,
+        "official 'gau' exactly: 0.5 x multi_gaussian, fires at x > 0 (H(0) = 0)",
+    ),
 }
+# Surrogates whose forward fires at x > 0 only (H(0) = 0) unless told otherwise.
+_STRICT = frozenset({"official_gau"})
 
 SURROGATES: tuple[str, ...] = tuple(_DERIVATIVES)
 
@@ -93,10 +110,13 @@ class Surrogate:
     """A named surrogate derivative with its width (or slope) parameter.
 
     Calling it on ``x`` gives the Heaviside spike with this surrogate's backward.
+    ``fires_at_zero``: the forward's H(0) (True: fires at x >= 0); None takes the
+    family's convention (False for ``official_gau``, True for every other).
     """
 
     name: str = "triangle"
     width: float | None = None
+    fires_at_zero: bool | None = None
 
     def __post_init__(self):
         if self.name not in _DERIVATIVES:
@@ -107,10 +127,17 @@ class Surrogate:
             object.__setattr__(self, "width", _DERIVATIVES[self.name][1])
         if not self.width > 0:
             raise ValueError(f"Surrogate width must be > 0, got {self.width}.")
+        if self.fires_at_zero is None:
+            object.__setattr__(self, "fires_at_zero", self.name not in _STRICT)
+        object.__setattr__(self, "fires_at_zero", bool(self.fires_at_zero))
 
     def derivative(self, x: jax.Array) -> jax.Array:
         """The surrogate dS/dx at x (same shape and dtype as x)."""
         return _DERIVATIVES[self.name][0](x, self.width).astype(x.dtype)
+
+    def fire(self, x: jax.Array) -> jax.Array:
+        """The forward alone: H(x) with this surrogate's H(0), no gradient rule."""
+        return heaviside(x, self.fires_at_zero)
 
     def __call__(self, x: jax.Array) -> jax.Array:
         return spike(x, self)
@@ -118,12 +145,13 @@ class Surrogate:
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(1,))
 def spike(x: jax.Array, surrogate: Surrogate) -> jax.Array:
-    """Heaviside of x (fires at x >= 0) whose gradient is ``surrogate.derivative``."""
-    return heaviside(x)
+    """Heaviside of x (H(0) per ``surrogate.fires_at_zero``) whose gradient is
+    ``surrogate.derivative``."""
+    return surrogate.fire(x)
 
 
 def _spike_fwd(x, surrogate):
-    return heaviside(x), x
+    return surrogate.fire(x), x
 
 
 def _spike_bwd(surrogate, x, g):

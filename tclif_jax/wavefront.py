@@ -21,7 +21,9 @@ of the same equations, written out:
   db1 += D_k u_k;  db2 += V_k d_k;  dW += s^T dI.
 
 XLA:CPU emits one kernel per output of a loop body and re-computes shared inputs in each,
-so the body keeps few outputs; spikes are recomputed from the stored soma (exact).
+so the body keeps few outputs; spikes are recomputed from the stored soma (exact), with
+the surrogate's Heaviside convention (``v >= th``, or ``v > th`` where
+``Surrogate.fires_at_zero`` is False, as for ``official_gau``).
 """
 
 from __future__ import annotations
@@ -61,6 +63,11 @@ class _WaveConfig:
     @property
     def layer_of(self):
         return np.repeat(np.arange(len(self.widths)), self.widths).astype(np.int32)
+
+    def fire(self, v, th):
+        """The spike of soma ``v`` against ``th`` with the surrogate's H(0), as f32."""
+        hit = v >= th if self.surrogate.fires_at_zero else v > th
+        return hit.astype(jnp.float32)
 
     def dot(self, a, b):
         if a.dtype == jnp.float32 and b.dtype == jnp.float32:
@@ -106,7 +113,7 @@ def _wave_forward(cfg: _WaveConfig, I0, ws, bs, wrs, brs, cs, save: bool):
         r, acc = carry
         k, i0 = inp
         d, v = jnp.real(r), jnp.imag(r)
-        s = jnp.where(k - 1 >= lay, (v >= th).astype(jnp.float32), 0.0)
+        s = jnp.where(k - 1 >= lay, cfg.fire(v, th), 0.0)
         acc = acc + jnp.where((k - 1 >= lay) & (k - 1 < T + lay), s, 0.0)
         sq = {l: s[:, off[l] : off[l + 1]].astype(mdt) for l in feeds}
         parts = [i0] + [cfg.dot(sq[l - 1], wq[l]) for l in range(1, L)]
@@ -123,7 +130,7 @@ def _wave_forward(cfg: _WaveConfig, I0, ws, bs, wrs, brs, cs, save: bool):
 
     z = jnp.zeros((B, N), jnp.float32)
     (r_last, acc), res = jax.lax.scan(body, (jax.lax.complex(z, z), z), (jnp.arange(K), I0p))
-    s_last = jnp.where(K - 1 >= lay, (jnp.imag(r_last) >= th).astype(jnp.float32), 0.0)
+    s_last = jnp.where(K - 1 >= lay, cfg.fire(jnp.imag(r_last), th), 0.0)
     acc = acc + jnp.where((K - 1 >= lay) & (K - 1 < T + lay), s_last, 0.0)
     return (acc, s_last), res
 
@@ -177,7 +184,7 @@ def _wave_bwd(cfg, saved, cts):
         U = V + b1 * D
         dI = jnp.where(valid, D, 0.0)
         v_p = jnp.imag(r_prev)
-        s_p = jnp.where(started_prev, (v_p >= th).astype(jnp.float32), 0.0)
+        s_p = jnp.where(started_prev, cfg.fire(v_p, th), 0.0)
         u = v_p - th * s_p
         acc12 = acc12 + jnp.where(valid, jax.lax.complex(D * u, V * jnp.real(r_cur)), 0.0)
         ones = jnp.ones((dI.shape[0], 1), mdt)

@@ -35,11 +35,20 @@ ALTERNATIVE = {
     "tau_m": 10.0,
     "tau_adapt": 300.0,
     "beta_adapt": 1.0,
+    "init_tau": 0.3,
+    "init_leak": 0.1,
+    "init_reset": 0.4,
+    "init_conduct": 0.6,
+    "init_gates": (0.3, 0.4, 0.7),
 }
 DECAY = {"lif": 0.7, "two_compartment": (0.9, 0.8)}
+# Where a neuron needs another value than ALTERNATIVE's (GLIF's values are sigmoids).
+PER_NEURON = {("glif", "v_th"): 0.7}
 
 
 def _value(neuron: str, setting: str):
+    if (neuron, setting) in PER_NEURON:
+        return PER_NEURON[neuron, setting]
     return DECAY[neuron] if setting == "decay" else ALTERNATIVE[setting]
 
 
@@ -148,9 +157,17 @@ def test_presets_are_values_of_network_config():
     for name, cfg in PRESETS.items():
         assert isinstance(cfg, NetworkConfig)
         assert from_preset(name).config == cfg
-    assert PRESETS["psmnist-rec-64"].settings == {"gamma": 0.5, "init_b": (-0.2, 0.8), "v_th": 1.0}
+    assert PRESETS["psmnist-rec-64"].settings == {
+        "gamma": 0.5,
+        "init_b": (-0.2, 0.8),
+        "init_c": (-1.4, 1.4),  # the official command: --beta1 -1.4 --beta2 1.4
+        "v_th": 1.0,
+    }
     lif = NetworkConfig.from_preset("shd-ff", neuron="lif")
     assert lif.settings == {"v_th": 1.5}  # LIF takes the preset's threshold only
+    # The official ALIF ignores the script's threshold; GLIF's is a learned sigmoid.
+    for name in ("alif_official", "glif"):
+        assert NetworkConfig.from_preset("smnist-rec-64", neuron=name).settings == {}
 
 
 @pytest.mark.parametrize(

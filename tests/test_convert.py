@@ -77,9 +77,11 @@ def random_official_state_dict(preset, seed):
         ("ssc-rec", 15),
     ],
 )
-def test_converted_weights_reproduce_official_logits(preset, T):
+@pytest.mark.parametrize("strategy", ["layerwise", "fused"])
+def test_converted_weights_reproduce_official_logits(preset, T, strategy):
+    # Forward only; tests/test_parity.py checks every gradient too, against torch.
     sd = random_official_state_dict(preset, seed=0)
-    model = from_official(from_preset(preset, seed=123), sd)
+    model = from_official(from_preset(preset, seed=123, strategy=strategy), sd)
     x = (
         np.random.default_rng(1)
         .uniform(0, 2, (3, T, PRESETS[preset].in_features))

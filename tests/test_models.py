@@ -1,6 +1,7 @@
 """Presets, forward pass, init, readouts, strategies and bad input."""
 
 import math
+import re
 
 import jax
 import jax.numpy as jnp
@@ -34,9 +35,33 @@ TABLE6 = {
 }
 
 
+# What the official SSC script builds (SHD-SSC/main.py, hidden=400): 700-400-400-35, plus
+# 2 x (400 x 400 + 400) for the two recurrent layers.
+OFFICIAL = {
+    "ssc-ff-official": 700 * 400 + 400 + 400 * 400 + 400 + 400 * 35 + 35 + 2 * 2,
+    "ssc-rec-official": 700 * 400
+    + 400
+    + 400 * 400
+    + 400
+    + 400 * 35
+    + 35
+    + 2 * 2
+    + 2 * (400 * 400 + 400),
+}
+
+
 @pytest.mark.parametrize("name", sorted(TABLE6))
 def test_preset_parameter_counts_match_table6(name):
     assert count_params(from_preset(name)) == TABLE6[name]
+
+
+@pytest.mark.parametrize("name", sorted(OFFICIAL))
+def test_official_ssc_presets_parameter_counts(name):
+    assert OFFICIAL == {"ssc-ff-official": 454_839, "ssc-rec-official": 775_639}
+    model = from_preset(name)
+    assert count_params(model) == OFFICIAL[name]
+    assert model.hidden == (400, 400) and model.config.dropout == 0.0
+    assert model.config.recurrent == ((True, True) if "rec" in name else (False, False))
 
 
 @pytest.mark.parametrize("name", sorted(PRESETS))
@@ -55,6 +80,14 @@ def test_preset_neuron_settings_follow_the_reference():
     assert (n.gamma, n.v_th, n.init_c) == (0.5, 1.0, (1.5, -0.5))
     n = from_preset("gsc-rec").layers[1].neuron
     assert (n.gamma, n.v_th, n.init_b) == (0.7, 1.25, (-0.8, 0.8))
+    # the official commands' c: GSC rec --beta_init1 1.4 --beta_init2 1.4, PS-MNIST rec
+    # --beta1 -1.4 --beta2 1.4 (b = (-0.802, 0.802) and (-0.198, 0.802))
+    for name, c in (("gsc-rec", (1.4, 1.4)), ("psmnist-rec-64", (-1.4, 1.4))):
+        for layer in from_preset(name).layers:
+            np.testing.assert_allclose(np.asarray(layer.neuron_params["c"][...]), c, rtol=1e-7)
+    np.testing.assert_allclose(
+        np.asarray(from_preset("psmnist-rec-40").layers[0].neuron_params["c"][...]), (-1.4, 1.4)
+    )
     n = from_preset("shd-ff").layers[0].neuron
     assert (n.gamma, n.v_th, n.init_b) == (0.5, 1.5, (-0.5, 0.5))
     assert from_preset("gsc-ff").layers[0].dropout == 0.3
@@ -179,3 +212,35 @@ def test_unknown_names_list_valid_ones():
         from_preset("smnist-ff-64", neuron="lif", gamma=0.5)
     with pytest.raises(ValueError, match="strategy"):
         from_preset("smnist-ff-64", strategy="magic")
+
+
+def _dot_precisions(text):
+    """The precision of every dot_general in lowered StableHLO text."""
+    return re.findall(r"stablehlo\.dot_general[^\n]*precision = \[(\w+), (\w+)\]", text)
+
+
+@pytest.mark.parametrize(
+    "strategy,backward",
+    [("layerwise", "auto"), ("fused", "auto"), ("fused", "autodiff")],
+)
+@pytest.mark.parametrize("precision", ["highest", "high", "default"])
+def test_every_dot_carries_the_requested_precision(precision, strategy, backward):
+    # Forward and backward of a recurrent network (input, hidden, recurrent and readout
+    # matmuls; the wavefront kernel's own dots with fused/auto): lowered on CPU, every
+    # dot_general must state the precision asked for (TF32 on GPU only with "default").
+    model = from_preset("shd-rec", hidden=(8, 6), matmul_precision=precision)
+    config = model.config.replace(strategy=strategy, backward=backward)
+
+    def loss(p, x):
+        return jnp.sum(apply(config, p, x)[0])
+
+    x = jnp.ones((2, 5, 700))
+    text = jax.jit(jax.value_and_grad(loss)).lower(parameters(model), x).as_text()
+    found = _dot_precisions(text)
+    assert len(found) == text.count("stablehlo.dot_general") >= 8
+    assert set(found) == {(precision.upper(),) * 2}
+    # the layer module on its own (one step and a scan) uses the same policy
+    layer = model.layers[0]
+    text = jax.jit(lambda v: layer.scan(v)).lower(x).as_text()
+    text += jax.jit(lambda v: layer(v, layer.initial_state(2))[0]).lower(x[:, 0]).as_text()
+    assert set(_dot_precisions(text)) == {(precision.upper(),) * 2}
