@@ -2,8 +2,8 @@
 
 The public API, by layer (each module's docstring has the details):
 
-* neurons: ``Neuron`` (the protocol), ``TCLIF``, ``LIF``, ``PLIF``, ``ALIF``,
-  ``TwoCompartment``, ``NEURONS``, ``make_neuron``; surrogates: ``Surrogate``,
+* neurons: ``Neuron`` (the protocol), ``TCLIF``, ``LIF``, ``PLIF``, ``ALIF`` (LSNN),
+  ``ALIFOfficial``, ``GLIF``, ``TwoCompartment``, ``NEURONS``, ``make_neuron``; surrogates: ``Surrogate``,
   ``get_surrogate``;
 * networks: ``NetworkConfig``, ``PRESETS``, ``SpikingDense``, ``Readout``,
   ``SpikingNetwork``, ``from_preset``, ``from_config``, ``parameters``, ``apply``,
@@ -29,10 +29,12 @@ from tclif_jax.models import from_config as from_config
 from tclif_jax.models import from_preset as from_preset
 from tclif_jax.models import parameters as parameters
 from tclif_jax.neurons import ALIF as ALIF
+from tclif_jax.neurons import GLIF as GLIF
 from tclif_jax.neurons import LIF as LIF
 from tclif_jax.neurons import NEURONS as NEURONS
 from tclif_jax.neurons import PLIF as PLIF
 from tclif_jax.neurons import TCLIF as TCLIF
+from tclif_jax.neurons import ALIFOfficial as ALIFOfficial
 from tclif_jax.neurons import Neuron as Neuron
 from tclif_jax.neurons import TwoCompartment as TwoCompartment
 from tclif_jax.neurons import make_neuron as make_neuron

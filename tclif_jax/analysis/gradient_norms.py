@@ -209,7 +209,7 @@ def step_jacobians(neuron: Neuron, neuron_params, prev_potentials, current) -> j
     """
 
     def one(u, cur):
-        state, _ = neuron.step(neuron_params, neuron.state_from_vector(u), cur)
+        state, _ = neuron.step(neuron_params, neuron.state_from_vector(u, neuron_params), cur)
         return neuron.state_vector(state)
 
     flat_u = prev_potentials.reshape(-1, prev_potentials.shape[-1])
@@ -251,7 +251,9 @@ def measured_jacobian_norms(
         step_jacobians(neuron, neuron_params, pots[:-1], current[1:]), np.float64
     )  # (T-1, B, n, k, k)
     thr_var = np.asarray(neuron.potential(states))[:-1]
-    active = np.abs(thr_var - neuron.v_th) < near_threshold
+    # The threshold of each step (learned for GLIF, adaptive for the ALIFs).
+    threshold = np.asarray(neuron.threshold(pots, neuron_params))[:-1]
+    active = np.abs(thr_var - threshold) < near_threshold
     norms = inf_norm(jac)
     if jac.shape[-1] == 2:
         radii = eigen_moduli(jac)[..., 0]
