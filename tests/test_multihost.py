@@ -17,6 +17,8 @@ import time
 
 import pytest
 
+from conftest import strip_times
+
 RUN = [
     "--config=experiments/configs/delayed_cue.py",
     "--config.data.delay=20",
@@ -146,11 +148,7 @@ def test_two_processes_train_as_one_with_four_devices_and_resume_after_a_kill(pr
     pair = processes.pair(killed, tmp_path, "k2")
     assert _wait(pair) == [0, 0], _log(tmp_path, "k2")
     assert "Resumed from step" in _log(tmp_path, "k2", 0)
-    strip = lambda rs: [
-        {k: v for k, v in r.items() if k not in ("wall_time", "epoch_time")}  # noqa: E731
-        for r in rs
-    ]
-    assert strip(_records(killed)) == strip(b)
+    assert strip_times(_records(killed)) == strip_times(b)
 
 
 def test_a_process_left_alone_stops_with_a_clear_timeout_error(processes, tmp_path):

@@ -18,7 +18,6 @@ import jax
 import numpy as np
 import optax
 import pytest
-from conftest import strip_times
 
 from experiments.configs import digits, smnist
 from experiments.main import default_workdir
@@ -26,6 +25,8 @@ from tclif_jax import from_preset
 from tclif_jax import train as train_lib
 from tclif_jax.checkpoint import CheckpointError
 from tclif_jax.workdir import RunLockedError, WorkdirLock, atomic_write
+
+from conftest import strip_times
 
 
 def _snapshot(folder):

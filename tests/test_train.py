@@ -9,9 +9,10 @@ import jax
 import numpy as np
 import pytest
 
-from conftest import strip_times
 from tclif_jax import train as train_lib
 from tclif_jax.checkpoint import CheckpointError
+
+from conftest import strip_times
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -31,8 +31,7 @@ def parse_arg(arg: str | None, **defaults: Any) -> config_dict.ConfigDict:
         if not sep:
             if i or "variant" not in defaults:
                 raise ValueError(
-                    f"Config argument {token!r} needs key=value; valid keys: "
-                    f"{', '.join(defaults)}."
+                    f"Config argument {token!r} needs key=value; valid keys: {', '.join(defaults)}."
                 )
             key, value = "variant", token
         if key not in defaults:
