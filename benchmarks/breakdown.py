@@ -15,11 +15,18 @@ one process, with the same threads:
   fused step (forward s @ W; backward dI @ W^T and s^T @ dI for every layer but the
   first, plus the recurrent ones) and nothing else. This is the floor for the step's
   matrix work at the shapes the recurrence allows;
+* ``hoisted_matmuls``: the products outside the time loop, as large GEMMs on the rows of
+  all steps at once (``B*T`` rows) in the layout the network uses: the first layer's
+  input projection and its weight gradient (its input is data: no input gradient) and,
+  under ``layerwise``, every later layer's feed-forward product forward, input gradient and
+  weight gradient (``loop_matmuls`` then holds only the recurrent products);
 * ``forward`` and ``forward_backward``: the network's loss and its gradient (the
-  config's ``strategy``; no optimizer update, which is <1% of the step).
+  config's ``strategy`` and ``neuron``; no optimizer update, which is <1% of the step).
 
-The difference ``forward_backward - loop_matmuls`` is the neuron updates, masks, stacked
-residual writes and loop overhead.
+``rest = forward_backward - loop_matmuls`` (as before); ``neuron_loop = rest -
+hoisted_matmuls`` is what is neither kind of product: the neuron updates and their
+adjoints, masks, residual stores, transposes and loop overhead. ``neuron`` is read from
+the config when it has the field (default: the preset's TC-LIF).
 """
 
 from __future__ import annotations
@@ -39,13 +46,26 @@ def _time(fn, args, repeats):
     )
 
 
-def loop_products(net) -> list[tuple[int, int]]:
+def loop_products(net, strategy: str = "fused") -> list[tuple[int, int]]:
     """(n_in, n_out) of every weight product inside the time loop, one step, forward, for a
-    ``tclif_jax.config.NetworkConfig`` (e.g. ``PRESETS[name]``)."""
+    ``tclif_jax.config.NetworkConfig`` (e.g. ``PRESETS[name]``): under ``fused`` every
+    layer's but the first's feed-forward product and the recurrent ones; under
+    ``layerwise`` the recurrent ones only."""
     widths = list(net.hidden)
-    prods = [(widths[i - 1], widths[i]) for i in range(1, len(widths))]
+    prods = []
+    if strategy == "fused":
+        prods = [(widths[i - 1], widths[i]) for i in range(1, len(widths))]
     prods += [(n, n) for n, r in zip(widths, net.recurrent) if r]
     return prods
+
+
+def hoisted_products(net, strategy: str = "fused") -> list[tuple[int, int, bool]]:
+    """(n_in, n_out, needs_input_grad) of every weight product hoisted out of the time
+    loop: the first layer's input projection (no input gradient: its input is data) and,
+    under ``layerwise``, every later feed-forward product."""
+    widths = [net.in_features, *net.hidden]
+    last = 2 if strategy == "fused" else len(widths)
+    return [(widths[i - 1], widths[i], i > 1) for i in range(1, last)]
 
 
 def run(config) -> dict:
@@ -74,8 +94,18 @@ def run(config) -> dict:
     # 1) the big-GEMM peak, in the dtype under test (best of 3, as in step_time)
     peak = matmul_peak(config.matmul_dtype, config.peak_size) * 1e9
 
-    # 2) exactly the in-loop products of one fused train step, T times
-    prods = loop_products(net)
+    neuron = config.get("neuron", "tclif")
+    model = from_preset(
+        config.preset,
+        neuron=neuron,
+        strategy=config.strategy,
+        matmul_dtype=config.matmul_dtype,
+    )
+    net_config, params = model.config, parameters(model)
+    strategy = resolve_strategy(net_config)
+
+    # 2) exactly the in-loop products of one train step, T times
+    prods = loop_products(net, strategy)
     ws = [jax.random.normal(key, (a, b)) * 0.05 for a, b in prods]
 
     def loop(ws, xs):
@@ -97,9 +127,24 @@ def run(config) -> dict:
     loop_s = _time(jax.jit(loop), (ws, xs), config.repeats) if prods else 0.0
     loop_flops = sum(2.0 * B * a * b * 3 for a, b in prods) * T
 
-    # 3) the network itself
-    model = from_preset(config.preset, strategy=config.strategy, matmul_dtype=config.matmul_dtype)
-    net_config, params = model.config, parameters(model)
+    # 3) the products hoisted out of the loop, on all B*T rows, batch-major as the network
+    # runs the first one (forward x W, weight gradient x^T g, input gradient g W^T)
+    hoisted = hoisted_products(net, strategy)
+
+    def hoisted_fn(xs, ws, gs):
+        out = []
+        for x2, w, g2, (_, _, needs_dx) in zip(xs, ws, gs, hoisted):
+            out += [mm(x2, w), mm(x2.T, g2)] + ([mm(g2, w.T)] if needs_dx else [])
+        return out
+
+    hx = [jax.random.normal(key, (B * T, a)) for a, _, _ in hoisted]
+    hw = [jax.random.normal(key, (a, b)) * 0.05 for a, b, _ in hoisted]
+    hg = [jax.random.normal(key, (B * T, b)) for _, b, _ in hoisted]
+    hoisted_s = _time(jax.jit(hoisted_fn), (hx, hw, hg), config.repeats)
+    hoisted_flops = sum(2.0 * B * T * a * b * (3 if dx else 2) for a, b, dx in hoisted)
+    del hx, hg
+
+    # 4) the network itself
     x = jax.random.uniform(key, (B, T, net.in_features))
 
     def loss(params, x):
@@ -115,7 +160,9 @@ def run(config) -> dict:
         "preset": config.preset,
         "batch": B,
         "steps": T,
-        "strategy": resolve_strategy(net_config),
+        "strategy": strategy,
+        "neuron": neuron,
+        "backward": net_config.backward,
         "matmul_dtype": config.matmul_dtype,
         "gemm_peak_gflops": peak / 1e9,
         "counted_gflop": counted / 1e9,
@@ -124,16 +171,20 @@ def run(config) -> dict:
         "loop_matmul_gflop": loop_flops / 1e9,
         "loop_matmuls_s": loop_s,
         "loop_matmul_gflops": loop_flops / loop_s / 1e9 if loop_s else None,
+        "hoisted_products": hoisted,
+        "hoisted_matmul_gflop": hoisted_flops / 1e9,
+        "hoisted_matmuls_s": hoisted_s,
         "forward_s": fwd_s,
         "forward_backward_s": grad_s,
         "rest_s": grad_s - loop_s,
+        "neuron_loop_s": grad_s - loop_s - hoisted_s,
         "config": config.to_dict(),
         "command": common.command("breakdown"),
     }
     if config.json:
         print(json.dumps(out))
     else:
-        print(f"{config.preset} batch {B} T {T} {out['strategy']} {config.matmul_dtype}")
+        print(f"{config.preset} ({neuron}) batch {B} T {T} {strategy} {config.matmul_dtype}")
         print(
             f"  big-GEMM peak {out['gemm_peak_gflops']:.0f} GFLOP/s -> floor "
             f"{out['issue_floor_s']:.2f} s for {out['counted_gflop']:.1f} GFLOP"
@@ -144,7 +195,12 @@ def run(config) -> dict:
                 f"({out['loop_matmul_gflops']:.0f} GFLOP/s)"
             )
         print(
+            f"  hoisted products {[p[:2] for p in hoisted]}: {hoisted_s:.2f} s "
+            f"({hoisted_flops / hoisted_s / 1e9:.0f} GFLOP/s)"
+        )
+        print(
             f"  forward {fwd_s:.2f} s, forward+backward {grad_s:.2f} s, rest {out['rest_s']:.2f} s"
+            f" (neuron loops and the rest: {out['neuron_loop_s']:.2f} s)"
         )
     return out
 

@@ -41,7 +41,7 @@ MATMUL_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 # Names of jax.lax.Precision for f32 products. "highest": full f32 (what the official
 # code gets from torch >= 1.12); "default" lets a GPU use TF32.
 MATMUL_PRECISIONS = ("highest", "high", "default")
-# "auto": a hand-written adjoint where one exists (the wavefront kernel for TC-LIF);
+# "auto": the hand-written adjoints of tclif_jax.adjoint (every neuron declares its own);
 # "autodiff": JAX's autodiff through the scan (the reference the adjoints are tested on).
 BACKWARDS = ("auto", "autodiff")
 

@@ -11,26 +11,32 @@ API (``tclif_jax.models``) is batch-major and transposes once. Parameters are th
 
 Two execution strategies compute the same function (tested to 1e-5, loss and gradients):
 
-* ``"layerwise"``: one ``lax.scan`` per layer. The feed-forward projection of a layer is
-  hoisted out of the scan as one ``(T*B, in) @ (in, n)`` matmul; the recurrent matmul is
-  the only one left inside the time loop.
-* ``"fused"``: one scan over time that steps every layer. For stacks of neurons whose
-  ``wavefront`` property holds (TC-LIF, official reset order) and no probes, records,
-  dropout or remat, it runs the hand-differentiated kernel of ``tclif_jax.wavefront``
-  unless ``backward="autodiff"``; anything else runs the autodiff scan that steps the
-  layers in turn.
-* ``"auto"``: a per-backend choice (``AUTO_STRATEGY``): ``fused`` on CPU, the faster in
-  every ``benchmarks/RESULTS.md`` table; ``layerwise`` on GPU/TPU, not yet measured.
+* ``"layerwise"``: one time loop per layer. The feed-forward projection of a layer is
+  hoisted out of the loop as one ``(T*B, in) @ (in, n)`` matmul; the recurrent matmul is
+  the only one left inside the loop.
+* ``"fused"``: one loop over time that steps every layer; only the first layer's input
+  projection is hoisted.
+* ``"auto"``: a per-backend choice (``AUTO_STRATEGY``): ``fused`` on CPU; ``layerwise`` on
+  GPU/TPU, not yet measured.
 
-Both strategies step a layer with the same function, ``layer_step``. Both reduce the last
+``backward="auto"`` (the default) differentiates either loop with the hand-written
+adjoints of ``tclif_jax.adjoint``: every neuron declares its step's adjoint
+(``Neuron.adjoint``), and one ``custom_vjp`` around the loop stores only the residuals the
+adjoints read. ``backward="autodiff"`` differentiates the ``lax.scan`` with JAX's autodiff,
+the reference the adjoints are tested against. Probes and records need the state of every
+step, so they take the autodiff scan: under ``fused`` any probe or a record does; under
+``layerwise`` each layer decides (a layer given a probe, or every layer when recording).
+
+Both strategies step a layer with the same neuron function. Both reduce the last
 layer's spikes to their sum over time, so the readout is a single matmul after the loop:
 ``sum_t (s_t W + b) = (sum_t s_t) W + T b``.
 
 ``matmul_dtype="bfloat16"``: matmul operands in bf16 with f32 accumulation (spikes are
-exact in bf16); neuron state, residuals, gradients and master weights stay f32.
-``matmul_precision`` sets the precision of every f32 product. ``remat_chunk > 0``: the
-scan runs over chunks of that many steps with ``jax.checkpoint`` on each chunk
-(activation memory ~ T / chunk + chunk steps).
+exact in bf16), forward and backward, the adjoints' products included; neuron state,
+residuals, gradients and master weights stay f32. ``matmul_precision`` sets the precision
+of every f32 product. ``remat_chunk > 0``: activation memory ~ T / chunk + chunk steps;
+the adjoints keep only each chunk's start state and re-run a chunk's forward before its
+backward, the autodiff scan runs over chunks with ``jax.checkpoint`` on each.
 """
 
 from __future__ import annotations
@@ -42,8 +48,8 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from tclif_jax import wavefront
-from tclif_jax.config import MATMUL_DTYPES, NetworkConfig
+from tclif_jax import adjoint
+from tclif_jax.config import BACKWARDS, MATMUL_DTYPES, NetworkConfig
 from tclif_jax.neurons import Neuron
 
 __all__ = [
@@ -58,7 +64,9 @@ __all__ = [
 ]
 
 # Which concrete strategy "auto" means on each backend. CPU: measured, fused is faster in
-# every benchmarks/RESULTS.md table. GPU/TPU: not measured yet (no device was lent);
+# every benchmarks/RESULTS.md table; with the hand-written adjoints too (train step, batch
+# 256: layerwise 1.23x fused on smnist-ff-64 TC-LIF, 1.38x with LIF; 0.89-0.99x on shd-rec,
+# within the run-to-run spread). GPU/TPU: not measured yet (no device was lent);
 # layerwise, whose hoisted input projections are large matmuls, until gpu_suite.sh says.
 AUTO_STRATEGY = {"cpu": "fused", "gpu": "layerwise", "tpu": "layerwise"}
 
@@ -90,11 +98,36 @@ class MatmulPolicy:
     def lax_precision(self):
         return jax.lax.Precision[self.precision.upper()]
 
+    @property
+    def lowp(self) -> bool:
+        return MATMUL_DTYPES[self.dtype] != jnp.float32
+
     def __call__(self, x, w):
         """``x @ w`` under this policy (the result is always f32)."""
-        if MATMUL_DTYPES[self.dtype] == jnp.float32:
+        if not self.lowp:
             return jnp.matmul(x, w, precision=self.lax_precision)
         return _lowp_matmul(x, w)
+
+    def grad_x(self, g, w):
+        """``g @ w.T``, the adjoint of ``x`` in ``x @ w``, under this policy (f32)."""
+        if not self.lowp:
+            return jnp.matmul(g, w.T, precision=self.lax_precision)
+        return _lowp_dot(g, w.T)
+
+    def grad_w(self, x, g):
+        """``x^T g`` summed over every leading axis (``x (..., i)``, ``g (..., o)``): the
+        adjoint of ``w`` in ``x @ w``, under this policy (f32)."""
+        x2, g2 = x.reshape(-1, x.shape[-1]), g.reshape(-1, g.shape[-1])
+        if not self.lowp:
+            return jnp.matmul(x2.T, g2, precision=self.lax_precision)
+        return _lowp_dot(x2.T, g2)
+
+
+def _lowp_dot(a, b):
+    # bf16 operands, f32 accumulation and result.
+    return jnp.matmul(
+        a.astype(jnp.bfloat16), b.astype(jnp.bfloat16), preferred_element_type=jnp.float32
+    )
 
 
 @jax.custom_vjp
@@ -106,9 +139,7 @@ def _lowp_matmul(x, w):
     updates a stacked bf16 buffer out of place (a full copy per step). The gradients are
     computed with bf16 operands and f32 accumulation and returned in the operands' dtypes.
     """
-    return jnp.matmul(
-        x.astype(jnp.bfloat16), w.astype(jnp.bfloat16), preferred_element_type=jnp.float32
-    )
+    return _lowp_dot(x, w)
 
 
 def _lowp_matmul_fwd(x, w):
@@ -117,10 +148,8 @@ def _lowp_matmul_fwd(x, w):
 
 def _lowp_matmul_bwd(res, g):
     x, w = res
-    gq = g.astype(jnp.bfloat16)
-    dx = jnp.matmul(gq, w.astype(jnp.bfloat16).T, preferred_element_type=jnp.float32)
-    x2 = x.reshape(-1, x.shape[-1]).astype(jnp.bfloat16)
-    dw = jnp.matmul(x2.T, gq.reshape(-1, gq.shape[-1]), preferred_element_type=jnp.float32)
+    dx = _lowp_dot(g, w.T)
+    dw = _lowp_dot(x.reshape(-1, x.shape[-1]).T, g.reshape(-1, g.shape[-1]))
     return dx.astype(x.dtype), dw.astype(w.dtype)
 
 
@@ -151,14 +180,9 @@ def layer_step(neuron: Neuron, layer_params: dict, state, current, matmul: Matmu
 def _scan(body, carry, xs, length: int, remat_chunk: int):
     """``lax.scan``, or with ``remat_chunk > 0`` a scan over chunks whose inner scan is
     rematerialised (``jax.checkpoint``): activation memory ~ T/chunk + chunk steps."""
+    adjoint.check_chunk(length, remat_chunk)
     if not remat_chunk or remat_chunk >= length:
         return jax.lax.scan(body, carry, xs, length=length)
-    if length % remat_chunk:
-        divisors = [d for d in range(1, length + 1) if length % d == 0 and d <= 4096]
-        raise ValueError(
-            f"remat_chunk={remat_chunk} must divide the sequence length T={length}; "
-            f"valid chunks include {divisors[-8:]}."
-        )
     n_chunks = length // remat_chunk
     xs_c = jax.tree.map(lambda a: a.reshape(n_chunks, remat_chunk, *a.shape[1:]), xs)
 
@@ -182,15 +206,32 @@ def scan_layer(
     probe=None,
     record: bool = False,
     remat_chunk: int = 0,
+    backward: str = "auto",
 ):
     """Run one layer over time on its feed-forward current ``(T, B, n)``, time-major.
 
     Returns ``(final_state, spikes (T, B, n), states)``: ``states`` is the neuron state of
     every step (each field ``(T, B, n)``) when ``record``, else None. ``mask`` (dropout,
     ``(T, B, n)``) scales the current; ``probe`` ``(T, B, n)`` is added to the potential.
+    ``backward="auto"`` runs the hand-written adjoint (``tclif_jax.adjoint.layer``) unless
+    a probe or a record is asked for; those, and ``"autodiff"``, differentiate the scan
+    with JAX's autodiff.
     """
+    if backward not in BACKWARDS:
+        raise ValueError(f"backward={backward!r} is not valid; choose one of: {BACKWARDS}.")
     if mask is not None:
         current = current * mask
+    if backward == "auto" and probe is None and not record:
+        state, spikes = adjoint.layer(
+            neuron,
+            layer_params.get("neuron_params", {}),
+            current,
+            state,
+            matmul,
+            rec=layer_params.get("recurrent"),
+            remat_chunk=remat_chunk,
+        )
+        return state, spikes, None
 
     def body(st, inp):
         cur_t, probe_t = inp
@@ -221,18 +262,22 @@ def dropout_masks(key, config: NetworkConfig, shape_tb) -> list[jax.Array | None
     return masks
 
 
-def _uses_wavefront(config: NetworkConfig, masks, probes, record: bool) -> bool:
-    neurons = config.neurons
-    return (
-        config.backward == "auto"
-        and not config.remat_chunk
-        and not record
-        and all(p is None for p in probes)
-        and all(m is None for m in masks)
-        and all(n.wavefront for n in neurons)
-        and len({n.surrogate for n in neurons}) == 1
-        and len({n.detach_reset for n in neurons}) == 1
-    )
+def _uses_adjoint(config: NetworkConfig, probes, record: bool) -> bool:
+    # The hand-written adjoints cover every neuron, dropout and remat; probes and records
+    # need the per-step states, which only autodiff of the scan keeps.
+    return config.backward == "auto" and not record and all(p is None for p in probes)
+
+
+def _first_current(layer_params: dict, x, matmul: MatmulPolicy, mask):
+    """The first layer's feed-forward current ``(T, B, n)`` for time-major ``x (T, B, F)``.
+
+    The product runs on batch-major rows: ``models.apply`` hands ``x`` in as the transpose
+    of a batch-major array, so the swap below cancels that one and the large ``(B*T, F)``
+    operand is never copied, forward or backward (its weight gradient is then one 2-D
+    product); only the ``(T, B, n)`` result and its adjoint are transposed.
+    """
+    current = jnp.swapaxes(feedforward(layer_params, jnp.swapaxes(x, 0, 1), matmul), 0, 1)
+    return current if mask is None else current * mask
 
 
 def run_network(
@@ -273,22 +318,37 @@ def run_network(
     if strategy == "layerwise":
         h, rates = x, []
         for i, (nrn, lp) in enumerate(zip(neurons, layers_p)):
+            current = _first_current(lp, h, matmul, None) if i == 0 else feedforward(lp, h, matmul)
             _, h, st = scan_layer(
                 nrn,
                 lp,
-                feedforward(lp, h, matmul),
+                current,
                 states[i],
                 matmul,
                 mask=masks[i],
                 probe=probes[i],
                 record=record,
                 remat_chunk=config.remat_chunk,
+                backward=config.backward,
             )
             rates.append(jnp.mean(h))
             records.append(st)
-        spike_sum, last_spike = jnp.sum(h, axis=0), h[-1]
-    elif strategy == "fused" and _uses_wavefront(config, masks, probes, record):
-        spike_sum, last_spike, rates = wavefront.run(config, layers_p, x, matmul)
+        spike_sum, last_spike = adjoint.time_sum(h), h[-1]
+    elif strategy == "fused" and _uses_adjoint(config, probes, record):
+        finals, spike_sum, counts = adjoint.network(
+            neurons,
+            [lp.get("neuron_params", {}) for lp in layers_p],
+            [None] + [lp["dense"]["kernel"] for lp in layers_p[1:]],
+            [None] + [lp["dense"]["bias"] for lp in layers_p[1:]],
+            [lp.get("recurrent") for lp in layers_p],
+            _first_current(layers_p[0], x, matmul, masks[0]),
+            [None] + masks[1:],
+            states,
+            matmul,
+            config.remat_chunk,
+        )
+        last_spike = finals[-1].spike
+        rates = [counts[i] / (T * B * n) for i, n in enumerate(config.hidden)]
     elif strategy == "fused":
 
         def body(carry, inp):

@@ -11,10 +11,13 @@ thresholds ``v_th`` in the same unit, one step per time bin.
 ``Neuron`` is the public protocol (a frozen, hashable dataclass, so a spec can be a static
 argument of ``jit``): the step, the initial state and parameters, the potential compared
 with the threshold, the compartments, the state as a vector (for Jacobians), the preset
-settings a neuron takes over when swapped into a preset, and whether the wavefront kernel
-(``tclif_jax.wavefront``) applies. Adding a neuron type is one subclass here with a
-``name``; it registers itself in ``NEURONS`` and ``tests/test_neuron_contract.py`` runs
-the contract on it. Outside this module nothing dispatches on neuron types.
+settings a neuron takes over when swapped into a preset, and the step's adjoint that the
+hand-differentiated time loops of ``tclif_jax.adjoint`` run backwards (``save``,
+``restore``, ``adjoint``, ``param_grads``: written out below for every neuron here, with a
+``jax.vjp`` default for a new one). Adding a neuron type is one subclass here with a
+``name``; it registers itself in ``NEURONS``, ``tests/test_neuron_contract.py`` runs the
+contract on it and ``tests/test_adjoint.py`` checks its adjoint against autodiff. Outside
+this module nothing dispatches on neuron types.
 No Flax here: modules in ``tclif_jax.layers`` hold the parameters and call these.
 
 All steps take an optional ``probe`` (added to the potential that is compared with the
@@ -46,6 +49,13 @@ __all__ = [
     "alif_step",
     "alif_official_step",
     "glif_step",
+    "tclif_adjoint",
+    "two_compartment_adjoint",
+    "lif_adjoint",
+    "plif_adjoint",
+    "alif_adjoint",
+    "alif_official_adjoint",
+    "glif_adjoint",
     "TCLIF",
     "TwoCompartment",
     "LIF",
@@ -88,6 +98,17 @@ class ALIFState(NamedTuple):
 def _reset_spike(spike, detach_reset):
     # Resets are differentiable in the official code; detaching is an option.
     return jax.lax.stop_gradient(spike) if detach_reset else spike
+
+
+def _sum_to(x: jax.Array, shape: tuple[int, ...]) -> jax.Array:
+    """Sum ``x (..., n)`` over its leading axes down to a parameter's ``shape`` (``()`` for
+    one per layer, ``(n,)`` for one per neuron)."""
+    return jnp.sum(x, axis=tuple(range(x.ndim - len(shape)))).reshape(shape)
+
+
+def _unless(detach_reset: bool, x: jax.Array) -> jax.Array:
+    # The adjoint that flows into S[t-1] through a reset: zero when the reset is detached.
+    return jnp.zeros_like(x) if detach_reset else x
 
 
 def coupling(c: jax.Array) -> tuple[jax.Array, jax.Array]:
@@ -133,6 +154,50 @@ def tclif_step(
     return TCLIFState(dendrite, soma, spike), spike
 
 
+def tclif_adjoint(
+    params,
+    prev: TCLIFState,
+    state: TCLIFState,
+    cot: TCLIFState,
+    *,
+    gamma: float,
+    v_th: float,
+    spike_fn: Surrogate,
+    reset_order: str = "official",
+    detach_reset: bool = False,
+):
+    """The adjoint of ``tclif_step``: ``(cot_prev, cot_current, terms)``.
+
+    ``prev`` and ``state`` are the states before and after the step, ``cot`` the adjoint of
+    ``state`` (each field ``(..., n)``; ``cot.spike`` holds everything S[t] feeds: later
+    layers, the readout, the recurrence). With g = surrogate'(v_t - v_th), in the official
+    order (u = v_{t-1} - v_th S[t-1], d_t = d_{t-1} - gamma S[t-1] + b1 u + I,
+    v_t = u + b2 d_t)::
+
+        V = cot.soma + g cot.spike;  D = cot.dendrite + b2 V;  U = V + b1 D;  dI = D
+        cot_prev = (D, U, -gamma D - v_th U);  db1 = D u;  db2 = V d_t
+
+    and in the paper's (d_t = d_{t-1} + b1 v_{t-1} + I - gamma S[t-1],
+    v_t = v_{t-1} + b2 d_t - v_th S[t-1]) U = V + b1 D, the spike's adjoint
+    -gamma D - v_th V and db1 = D v_{t-1}. The spike's term is 0 with ``detach_reset``.
+    ``terms`` = (db1, db2) per element; ``TCLIF.param_grads`` turns their sums into dc.
+    """
+    b1, b2 = coupling(params["c"])
+    V = cot.soma + spike_fn.derivative(state.soma - v_th) * cot.spike
+    D = cot.dendrite + b2 * V
+    U = V + b1 * D
+    if reset_order == "official":
+        reset = -gamma * D - v_th * U
+        u = prev.soma - v_th * prev.spike
+    elif reset_order == "paper":
+        reset = -gamma * D - v_th * V
+        u = prev.soma
+    else:
+        raise ValueError(f"Unknown reset_order {reset_order!r}; valid: {RESET_ORDERS}.")
+    cot_prev = TCLIFState(D, U, _unless(detach_reset, reset))
+    return cot_prev, D, (D * u, V * state.dendrite)
+
+
 def two_compartment_step(
     params,
     state: TCLIFState,
@@ -159,6 +224,35 @@ def two_compartment_step(
     soma = a2 * state.soma + b2 * dendrite - v_th * s + probe
     spike = spike_fn(soma - v_th)
     return TCLIFState(dendrite, soma, spike), spike
+
+
+def two_compartment_adjoint(
+    params,
+    prev: TCLIFState,
+    state: TCLIFState,
+    cot: TCLIFState,
+    *,
+    decay: tuple[float, float],
+    gamma: float,
+    v_th: float,
+    spike_fn: Surrogate,
+    detach_reset: bool = False,
+):
+    """The adjoint of ``two_compartment_step`` (arguments as ``tclif_adjoint``)::
+
+        V = cot.soma + g cot.spike;  D = cot.dendrite + b2 V;  dI = D
+        cot_prev = (a1 D, b1 D + a2 V, -gamma D - v_th V)
+        db1 = D U_S[t-1];  db2 = V U_D[t]     (``terms``)
+
+    with g = surrogate'(U_S[t] - v_th); the spike's term is 0 with ``detach_reset``.
+    """
+    a1, a2 = decay
+    b1, b2 = params["b"][..., 0], params["b"][..., 1]
+    V = cot.soma + spike_fn.derivative(state.soma - v_th) * cot.spike
+    D = cot.dendrite + b2 * V
+    reset = -gamma * D - v_th * V
+    cot_prev = TCLIFState(a1 * D, b1 * D + a2 * V, _unless(detach_reset, reset))
+    return cot_prev, D, (D * prev.soma, V * state.dendrite)
 
 
 # ----------------------------------------------------------------------------- LIF family
@@ -201,6 +295,51 @@ def lif_step(
     return LIFState(potential, spike), spike
 
 
+def lif_adjoint(
+    params,
+    prev: LIFState,
+    state: LIFState,
+    cot: LIFState,
+    *,
+    decay,
+    v_th: float,
+    spike_fn: Surrogate,
+    reset: str = "soft",
+    reset_order: str = "official",
+    detach_reset: bool = False,
+):
+    """The adjoint of ``lif_step`` (arguments as ``tclif_adjoint``; ``decay`` as there).
+
+    With g = surrogate'(U[t] - v_th), S = S[t-1], R = v_th (soft) or U[t-1] (hard) and
+    k = decay (official order, U[t] = decay (U[t-1] - R S) + I) or 1 (paper order,
+    U[t] = decay U[t-1] - R S + I)::
+
+        V = cot.potential + g cot.spike;  dI = V
+        cot_prev = (decay V - [hard] k S V, -k R V)
+        d decay = V (U[t-1] - R S) (official) or V U[t-1] (paper)    (``terms``)
+
+    The spike's term is 0 with ``detach_reset`` (a hard reset still scales U[t-1]).
+    """
+    V = cot.potential + spike_fn.derivative(state.potential - v_th) * cot.spike
+    s = prev.spike
+    if reset == "soft":
+        reset_by, cot_u = v_th, decay * V
+    elif reset == "hard":
+        reset_by, cot_u = prev.potential, decay * V * (1.0 - s)
+    else:
+        raise ValueError(f"Unknown reset {reset!r}; valid: ('soft', 'hard').")
+    if reset_order == "official":
+        k, d_decay = decay, V * (prev.potential - reset_by * s)
+    elif reset_order == "paper":
+        k, d_decay = 1.0, V * prev.potential
+        if reset == "hard":
+            cot_u = decay * V - s * V
+    else:
+        raise ValueError(f"Unknown reset_order {reset_order!r}; valid: {RESET_ORDERS}.")
+    cot_prev = LIFState(cot_u, _unless(detach_reset, -k * reset_by * V))
+    return cot_prev, V, (d_decay,)
+
+
 def plif_step(
     params,
     state: LIFState,
@@ -220,6 +359,32 @@ def plif_step(
     potential = decay * state.potential * (1.0 - s) + current + probe
     spike = spike_fn(potential - v_th)
     return LIFState(potential, spike), spike
+
+
+def plif_adjoint(
+    params,
+    prev: LIFState,
+    state: LIFState,
+    cot: LIFState,
+    *,
+    v_th: float,
+    spike_fn: Surrogate,
+    detach_reset: bool = False,
+):
+    """The adjoint of ``plif_step`` (decay k = 1 - sigmoid(w), S = S[t-1])::
+
+        V = cot.potential + g cot.spike;  dI = V
+        cot_prev = (k (1 - S) V, -k U[t-1] V);  dk = V U[t-1] (1 - S)   (``terms``)
+
+    with g = surrogate'(U[t] - v_th); the spike's term is 0 with ``detach_reset``.
+    """
+    decay = 1.0 - jax.nn.sigmoid(params["w"])
+    V = cot.potential + spike_fn.derivative(state.potential - v_th) * cot.spike
+    kept = prev.potential * (1.0 - prev.spike)
+    cot_prev = LIFState(
+        decay * V * (1.0 - prev.spike), _unless(detach_reset, -decay * prev.potential * V)
+    )
+    return cot_prev, V, (V * kept,)
 
 
 def alif_step(
@@ -252,6 +417,42 @@ def alif_step(
     potential = alpha * state.potential + current - old_threshold * s + probe
     spike = spike_fn(potential - (v_th + beta_adapt * adaptation))
     return ALIFState(potential, adaptation, spike), spike
+
+
+def alif_adjoint(
+    params,
+    prev: ALIFState,
+    state: ALIFState,
+    cot: ALIFState,
+    *,
+    tau_m: float,
+    tau_adapt: float,
+    beta_adapt: float,
+    v_th: float,
+    spike_fn: Surrogate,
+    detach_reset: bool = False,
+):
+    """The adjoint of ``alif_step``. With g = surrogate'(U[t] - v_th - beta_adapt a[t]),
+    S = S[t-1] and A[t-1] = v_th + beta_adapt a[t-1]::
+
+        V = cot.potential + g cot.spike;  Q = cot.adaptation - beta_adapt g cot.spike
+        dI = V;  cot_prev = (alpha V,  rho Q - beta_adapt S V,  (1 - rho) Q - A[t-1] V)
+
+    The reset's term -A[t-1] V is 0 with ``detach_reset``; the adaptation's (1 - rho) Q is
+    not (a[t] reads S[t-1] undetached). No learnable parameters: ``terms`` is empty.
+    """
+    alpha = math.exp(-1.0 / tau_m)
+    rho = math.exp(-1.0 / tau_adapt)
+    g = spike_fn.derivative(state.potential - (v_th + beta_adapt * state.adaptation))
+    V = cot.potential + g * cot.spike
+    Q = cot.adaptation - beta_adapt * g * cot.spike
+    old_threshold = v_th + beta_adapt * prev.adaptation
+    cot_prev = ALIFState(
+        alpha * V,
+        rho * Q - beta_adapt * prev.spike * V,
+        (1.0 - rho) * Q + _unless(detach_reset, -old_threshold * V),
+    )
+    return cot_prev, V, ()
 
 
 def alif_official_step(
@@ -291,6 +492,50 @@ def alif_official_step(
     potential = alpha * after_reset + (1.0 - alpha) * current + probe
     spike = spike_fn(potential - (v_th + beta_adapt * adaptation))
     return ALIFState(potential, adaptation, spike), spike
+
+
+def alif_official_adjoint(
+    params,
+    prev: ALIFState,
+    state: ALIFState,
+    current,
+    cot: ALIFState,
+    *,
+    v_th: float,
+    beta_adapt: float,
+    spike_fn: Surrogate,
+    detach_reset: bool = False,
+):
+    """The adjoint of ``alif_official_step``; ``current`` is the step's input I[t].
+
+    With theta = theta[t-1], S = S[t-1], v' = v[t-1] - theta S, S' = H(v' - theta),
+    g = surrogate'(v[t] - theta[t]) and g' = surrogate'(v' - theta)::
+
+        V = cot.potential + g cot.spike;  E = cot.adaptation - beta_adapt g cot.spike
+        dI = (1 - alpha) V;  V' = alpha V + g' (1 - r) E
+        Theta = -g' (1 - r) E - S V'
+        cot_prev = (V', r E + beta_adapt Theta, -theta V')
+        d alpha = V (v' - I[t]);  d r = E (eta[t-1] - S')     (``terms``)
+
+    The reset's term -theta V' is 0 with ``detach_reset``.
+    """
+    c = params["c"]
+    alpha = jnp.exp(-1.0 / jax.nn.sigmoid(c[..., 0]))
+    r = jnp.exp(-1.0 / jax.nn.sigmoid(c[..., 1]))
+    old_threshold = v_th + beta_adapt * prev.adaptation
+    after_reset = prev.potential - old_threshold * prev.spike
+    x_prime = after_reset - old_threshold
+    g = spike_fn.derivative(state.potential - (v_th + beta_adapt * state.adaptation))
+    V = cot.potential + g * cot.spike
+    E = cot.adaptation - beta_adapt * g * cot.spike
+    through_spike = spike_fn.derivative(x_prime) * (1.0 - r) * E
+    V_after = alpha * V + through_spike
+    theta = -through_spike - prev.spike * V_after
+    cot_prev = ALIFState(
+        V_after, r * E + beta_adapt * theta, _unless(detach_reset, -old_threshold * V_after)
+    )
+    terms = (V * (after_reset - current), E * (prev.adaptation - spike_fn.fire(x_prime)))
+    return cot_prev, (1.0 - alpha) * V, terms
 
 
 GLIF_PARAMS = ("alpha", "beta", "gamma", "tau", "threshold", "leak", "reset", "conduct")
@@ -335,6 +580,56 @@ def glif_step(
     return LIFState(potential, spike), spike
 
 
+def glif_adjoint(
+    params,
+    prev: LIFState,
+    state: LIFState,
+    current,
+    cot: LIFState,
+    *,
+    spike_fn: Surrogate,
+    detach_reset: bool = False,
+):
+    """The adjoint of ``glif_step``; ``current`` is the step's input I[t].
+
+    With the names of ``glif_step``, m = 1 - a (1 - tau), S = S[t-1], P = U[t-1] and
+    g = surrogate'(U[t] - V_th)::
+
+        V = cot.potential + g cot.spike;  dI = V (1 - b (1 - G))
+        cot_prev = (m (1 - g S) V,  -(m P g + (1 - g) V_R) V)
+
+    and per element (``terms``, in ``GLIF_PARAMS`` order, before the sigmoid's derivative)::
+
+        d alpha = V (V_L - (1 - tau) P (1 - g S));   d beta = -V I (1 - G)
+        d gamma = V S (V_R - m P);   d tau = V a P (1 - g S);   d V_th = -g cot.spike
+        d V_L = -(1 - a) V;   d V_R = -(1 - g) S V;   d G = V I b
+
+    The spike's term is 0 with ``detach_reset``.
+    """
+    sig = {k: jax.nn.sigmoid(params[k]) for k in GLIF_PARAMS}
+    a, b, gate, tau = sig["alpha"], sig["beta"], sig["gamma"], sig["tau"]
+    s, p = prev.spike, prev.potential
+    m = 1.0 - a * (1.0 - tau)
+    sg = spike_fn.derivative(state.potential - sig["threshold"]) * cot.spike
+    V = cot.potential + sg
+    kept = p * (1.0 - gate * s)
+    cot_prev = LIFState(
+        m * (1.0 - gate * s) * V,
+        _unless(detach_reset, -(m * p * gate + (1.0 - gate) * sig["reset"]) * V),
+    )
+    terms = (
+        V * (sig["leak"] - (1.0 - tau) * kept),
+        -V * current * (1.0 - sig["conduct"]),
+        V * s * (sig["reset"] - m * p),
+        V * a * kept,
+        -sg,
+        -(1.0 - a) * V,
+        -(1.0 - gate) * s * V,
+        V * current * b,
+    )
+    return cot_prev, V * (1.0 - b * (1.0 - sig["conduct"])), terms
+
+
 # ----------------------------------------------------------------------------- the protocol
 
 
@@ -362,7 +657,8 @@ class Neuron:
       preset's neuron (``None``: every setting it has).
 
     Methods: ``init_params``, ``init_state``, ``step``, ``potential``, ``state_vector``,
-    ``state_from_vector``, ``coupling`` and the ``wavefront`` property.
+    ``state_from_vector``, ``coupling``, and the adjoint's ``save``, ``restore``,
+    ``adjoint`` and ``param_grads``.
     """
 
     name: ClassVar[str] = ""
@@ -430,11 +726,47 @@ class Neuron:
         """The two-compartment coupling (b1, b2) of Eq. 14-15, or None for one compartment."""
         return None
 
-    @property
-    def wavefront(self) -> bool:
-        """Whether the hand-differentiated wavefront kernel (``tclif_jax.wavefront``)
-        computes this neuron (it is written for TC-LIF in the official reset order)."""
-        return False
+    # The adjoint (used by ``tclif_jax.adjoint``). The defaults below serve any neuron:
+    # they store the whole state and the current and differentiate ``step`` with
+    # ``jax.vjp``; the neurons here override all four with hand-written ones that store
+    # only what their adjoint reads.
+
+    def save(self, params, state, current) -> tuple[jax.Array, ...]:
+        """The residual of one step that ``restore`` and ``adjoint`` need: arrays
+        ``(..., n)`` from the state after the step and the step's ``current``. Default:
+        every state field, then the current."""
+        return (*state, current)
+
+    def restore(self, params, saved):
+        """The state after a step from its ``save`` output; neurons that store potentials
+        only recompute the spike, exactly as ``step`` computed it (same expression, the
+        surrogate's H(0)). Works on any leading shape, e.g. ``(T, B, n)`` at once."""
+        return self.State(*saved[: len(self.State._fields)])
+
+    def adjoint(self, params, prev, saved, cot):
+        """The step's adjoint: ``(cot_prev, cot_current, terms)``.
+
+        ``prev``: the state before the step; ``saved``: the step's ``save`` output;
+        ``cot``: the adjoint of the state after the step, each field ``(..., n)``, whose
+        ``spike`` holds every use of S[t] (later layers, the readout, the recurrence; the
+        reset at t+1 is already in it). Returns the adjoint of ``prev`` (its ``spike``: the
+        reset's and any other use of S[t-1] inside the step), of the step's input current,
+        and ``terms``: a tuple of arrays the scan sums over time and hands to
+        ``param_grads``. Default: ``jax.vjp`` of ``step``, with ``terms`` the parameter
+        gradient's leaves.
+        """
+        current = saved[-1]
+        _, pull = jax.vjp(lambda p, st, i: self.step(p, st, i)[0], params, prev, current)
+        d_params, cot_prev, cot_current = pull(cot)
+        return cot_prev, cot_current, tuple(jax.tree.leaves(d_params))
+
+    def param_grads(self, params, terms) -> dict[str, jax.Array]:
+        """The gradient of ``params`` from ``adjoint``'s ``terms`` summed over time."""
+        return jax.tree.unflatten(jax.tree.structure(params), list(terms))
+
+    def _fired(self, potential, threshold):
+        # The spike step() computed, from the stored potential (restore's helper).
+        return self.surrogate.fire(potential - threshold)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -493,9 +825,33 @@ class TCLIF(Neuron):
     def coupling(self, params):
         return coupling(params["c"])
 
-    @property
-    def wavefront(self) -> bool:
-        return self.reset_order == "official"
+    def save(self, params, state, current):
+        return (state.dendrite, state.soma)
+
+    def restore(self, params, saved):
+        dendrite, soma = saved
+        return TCLIFState(dendrite, soma, self._fired(soma, self.v_th))
+
+    def adjoint(self, params, prev, saved, cot):
+        return tclif_adjoint(
+            params,
+            prev,
+            self.restore(params, saved),
+            cot,
+            gamma=self.gamma,
+            v_th=self.v_th,
+            spike_fn=self.surrogate,
+            reset_order=self.reset_order,
+            detach_reset=self.detach_reset,
+        )
+
+    def param_grads(self, params, terms):
+        c = params["c"]
+        shape = c.shape[:-1]
+        s1, s2 = jax.nn.sigmoid(c[..., 0]), jax.nn.sigmoid(c[..., 1])
+        d1 = -_sum_to(terms[0], shape) * s1 * (1.0 - s1)  # b1 = -sigmoid(c1)
+        d2 = _sum_to(terms[1], shape) * s2 * (1.0 - s2)
+        return {"c": jnp.stack([d1, d2], -1)}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -536,6 +892,31 @@ class TwoCompartment(Neuron):
     def coupling(self, params):
         return params["b"][..., 0], params["b"][..., 1]
 
+    def save(self, params, state, current):
+        return (state.dendrite, state.soma)
+
+    def restore(self, params, saved):
+        dendrite, soma = saved
+        return TCLIFState(dendrite, soma, self._fired(soma, self.v_th))
+
+    def adjoint(self, params, prev, saved, cot):
+        return two_compartment_adjoint(
+            params,
+            prev,
+            self.restore(params, saved),
+            cot,
+            decay=tuple(self.decay),
+            gamma=self.gamma,
+            v_th=self.v_th,
+            spike_fn=self.surrogate,
+            detach_reset=self.detach_reset,
+        )
+
+    def param_grads(self, params, terms):
+        b = params["b"]
+        shape = b.shape[:-1]
+        return {"b": jnp.stack([_sum_to(terms[0], shape), _sum_to(terms[1], shape)], -1)}
+
 
 @dataclasses.dataclass(frozen=True)
 class LIF(Neuron):
@@ -553,13 +934,15 @@ class LIF(Neuron):
             return {}
         return {"decay_logit": jnp.asarray(_logit(self.decay), jnp.float32)}
 
+    def _decay(self, params):
+        return jax.nn.sigmoid(params["decay_logit"]) if self.learn_decay else self.decay
+
     def step(self, params, state, current, probe=0.0):
-        decay = jax.nn.sigmoid(params["decay_logit"]) if self.learn_decay else self.decay
         return lif_step(
             params,
             state,
             current,
-            decay=decay,
+            decay=self._decay(params),
             v_th=self.v_th,
             spike_fn=self.surrogate,
             reset=self.reset,
@@ -567,6 +950,33 @@ class LIF(Neuron):
             detach_reset=self.detach_reset,
             probe=probe,
         )
+
+    def save(self, params, state, current):
+        return (state.potential,)
+
+    def restore(self, params, saved):
+        return LIFState(saved[0], self._fired(saved[0], self.v_th))
+
+    def adjoint(self, params, prev, saved, cot):
+        cot_prev, cot_current, terms = lif_adjoint(
+            params,
+            prev,
+            self.restore(params, saved),
+            cot,
+            decay=self._decay(params),
+            v_th=self.v_th,
+            spike_fn=self.surrogate,
+            reset=self.reset,
+            reset_order=self.reset_order,
+            detach_reset=self.detach_reset,
+        )
+        return cot_prev, cot_current, terms if self.learn_decay else ()
+
+    def param_grads(self, params, terms):
+        if not self.learn_decay:
+            return {}
+        decay = self._decay(params)
+        return {"decay_logit": jnp.sum(terms[0]) * decay * (1.0 - decay)}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -590,6 +1000,28 @@ class PLIF(Neuron):
             detach_reset=self.detach_reset,
             probe=probe,
         )
+
+    def save(self, params, state, current):
+        return (state.potential,)
+
+    def restore(self, params, saved):
+        return LIFState(saved[0], self._fired(saved[0], self.v_th))
+
+    def adjoint(self, params, prev, saved, cot):
+        return plif_adjoint(
+            params,
+            prev,
+            self.restore(params, saved),
+            cot,
+            v_th=self.v_th,
+            spike_fn=self.surrogate,
+            detach_reset=self.detach_reset,
+        )
+
+    def param_grads(self, params, terms):
+        w = params["w"]
+        sig = jax.nn.sigmoid(w)
+        return {"w": -_sum_to(terms[0], w.shape) * sig * (1.0 - sig)}  # decay = 1 - sigmoid(w)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -619,6 +1051,31 @@ class ALIF(Neuron):
             detach_reset=self.detach_reset,
             probe=probe,
         )
+
+    def save(self, params, state, current):
+        return (state.potential, state.adaptation)
+
+    def restore(self, params, saved):
+        potential, adaptation = saved
+        threshold = self.v_th + self.beta_adapt * adaptation
+        return ALIFState(potential, adaptation, self._fired(potential, threshold))
+
+    def adjoint(self, params, prev, saved, cot):
+        return alif_adjoint(
+            params,
+            prev,
+            self.restore(params, saved),
+            cot,
+            tau_m=self.tau_m,
+            tau_adapt=self.tau_adapt,
+            beta_adapt=self.beta_adapt,
+            v_th=self.v_th,
+            spike_fn=self.surrogate,
+            detach_reset=self.detach_reset,
+        )
+
+    def param_grads(self, params, terms):
+        return {}
 
     def threshold(self, vector, params=None):
         return self.v_th + self.beta_adapt * vector[..., self.state_fields.index("adaptation")]
@@ -662,6 +1119,37 @@ class ALIFOfficial(Neuron):
             detach_reset=self.detach_reset,
             probe=probe,
         )
+
+    def save(self, params, state, current):
+        return (state.potential, state.adaptation, current)
+
+    def restore(self, params, saved):
+        potential, adaptation = saved[:2]
+        threshold = self.v_th + self.beta_adapt * adaptation
+        return ALIFState(potential, adaptation, self._fired(potential, threshold))
+
+    def adjoint(self, params, prev, saved, cot):
+        return alif_official_adjoint(
+            params,
+            prev,
+            self.restore(params, saved),
+            saved[2],
+            cot,
+            v_th=self.v_th,
+            beta_adapt=self.beta_adapt,
+            spike_fn=self.surrogate,
+            detach_reset=self.detach_reset,
+        )
+
+    def param_grads(self, params, terms):
+        # alpha = exp(-1/sigmoid(c0)): d alpha / d c0 = alpha (1 - sigmoid(c0)) / sigmoid(c0).
+        c = params["c"]
+        shape = c.shape[:-1]
+        grads = []
+        for i, term in enumerate(terms):
+            sig = jax.nn.sigmoid(c[..., i])
+            grads.append(_sum_to(term, shape) * jnp.exp(-1.0 / sig) * (1.0 - sig) / sig)
+        return {"c": jnp.stack(grads, -1)}
 
     def threshold(self, vector, params=None):
         return self.v_th + self.beta_adapt * vector[..., self.state_fields.index("adaptation")]
@@ -725,6 +1213,30 @@ class GLIF(Neuron):
             detach_reset=self.detach_reset,
             probe=probe,
         )
+
+    def save(self, params, state, current):
+        return (state.potential, current)
+
+    def restore(self, params, saved):
+        return LIFState(saved[0], self._fired(saved[0], jax.nn.sigmoid(params["threshold"])))
+
+    def adjoint(self, params, prev, saved, cot):
+        return glif_adjoint(
+            params,
+            prev,
+            self.restore(params, saved),
+            saved[1],
+            cot,
+            spike_fn=self.surrogate,
+            detach_reset=self.detach_reset,
+        )
+
+    def param_grads(self, params, terms):
+        grads = {}
+        for key, term in zip(GLIF_PARAMS, terms):
+            sig = jax.nn.sigmoid(params[key])
+            grads[key] = _sum_to(term, params[key].shape) * sig * (1.0 - sig)
+        return grads
 
     def threshold(self, vector, params=None):
         if params is None:

@@ -226,7 +226,7 @@ def _dot_precisions(text):
 @pytest.mark.parametrize("precision", ["highest", "high", "default"])
 def test_every_dot_carries_the_requested_precision(precision, strategy, backward):
     # Forward and backward of a recurrent network (input, hidden, recurrent and readout
-    # matmuls; the wavefront kernel's own dots with fused/auto): lowered on CPU, every
+    # matmuls; the hand-written adjoints' own dots with fused/auto): lowered on CPU, every
     # dot_general must state the precision asked for (TF32 on GPU only with "default").
     model = from_preset("shd-rec", hidden=(8, 6), matmul_precision=precision)
     config = model.config.replace(strategy=strategy, backward=backward)

@@ -8,8 +8,8 @@ compartments, the triangle surrogate max(0, 1 - |x|), recurrent ``hid_weight`` o
 previous spikes, the readout Linear at every step summed over time, PyTorch layouts.
 Random weights in the official state_dict layout go into both (``from_official`` and
 ``load_state_dict``); a batch-mean cross-entropy is differentiated by torch autograd and
-by JAX, for both strategies (``layerwise``; ``fused``, which on CPU runs the hand-written
-wavefront adjoint), on S-MNIST ff/rec (64), GSC ff/rec (dropout off) and SHD ff/rec.
+by JAX, for both strategies (``layerwise`` and ``fused``, each through the hand-written
+adjoints of ``backward="auto"``), on S-MNIST ff/rec (64), GSC ff/rec (dropout off) and SHD ff/rec.
 Gradients are compared key by key through ``tclif_jax.convert.official_key_map``.
 
 Tolerance: |ours - ref| <= 1e-4 * max|ref| + 1e-6 per array. Both sides compute in float32

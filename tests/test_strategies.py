@@ -1,9 +1,10 @@
 """Execution strategies, the bf16 precision policy, and remat.
 
 * ``layerwise`` and ``fused`` give the same loss and gradients to 1e-5 (ff and recurrent
-  presets, a per-neuron/detached-reset/"last"-readout variant). For TC-LIF stacks
-  ``fused`` runs the hand-differentiated kernel of ``tclif_jax.wavefront``; it is also
-  checked against autodiff of the same fused scan (``backward="autodiff"``).
+  presets, a per-neuron/detached-reset/"last"-readout variant). Both run the
+  hand-differentiated loops of ``tclif_jax.adjoint`` by default; the fused one is also
+  checked against autodiff of the same fused scan (``backward="autodiff"``) here, and every
+  neuron, strategy and variant in ``tests/test_adjoint.py``.
 * bf16 matmuls keep master weights, gradients and neuron state in f32 and stay close to f32.
 * remat gives the same loss and gradients as no remat; a bad chunk is a clear error.
 """
@@ -105,15 +106,20 @@ def _jaxpr(config, params, x, **kwargs):
     return str(jax.make_jaxpr(lambda p: apply(config, p, x, **kwargs)[0])(params))
 
 
-def test_fused_tclif_takes_the_hand_differentiated_path_unless_told_otherwise():
+def test_both_strategies_take_the_hand_differentiated_path_unless_told_otherwise():
     model = from_preset("smnist-ff-64", strategy="fused")
     x, params = jnp.zeros((2, 8, 1)), parameters(model)
-    assert "_wave" in _jaxpr(model.config, params, x)  # the kernel's custom_vjp
-    assert "_wave" not in _jaxpr(model.config.replace(backward="autodiff"), params, x)
-    assert "_wave" not in _jaxpr(model.config, params, x, record=True)
-    assert "_wave" not in _jaxpr(model.config.replace(strategy="layerwise"), params, x)
+    fused, layerwise = model.config, model.config.replace(strategy="layerwise")
+    assert "bwd=_network_bwd" in _jaxpr(fused, params, x)  # the fused loop's custom_vjp
+    assert _jaxpr(layerwise, params, x).count("bwd=_layer_bwd") == 3  # one per layer
+    for config in (fused, layerwise):
+        for text in (
+            _jaxpr(config.replace(backward="autodiff"), params, x),
+            _jaxpr(config, params, x, record=True),
+        ):
+            assert "bwd=_network_bwd" not in text and "bwd=_layer_bwd" not in text
     lif = from_preset("smnist-ff-64", strategy="fused", neuron="lif")
-    assert "_wave" not in _jaxpr(lif.config, parameters(lif), x)
+    assert "bwd=_network_bwd" in _jaxpr(lif.config, parameters(lif), x)
 
 
 def test_auto_strategy_per_backend():

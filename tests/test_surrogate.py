@@ -105,7 +105,7 @@ def _first_step_at_threshold(surrogate, strategy, backward="auto"):
     "strategy,backward", [("layerwise", "auto"), ("fused", "auto"), ("fused", "autodiff")]
 )
 def test_every_strategy_honours_the_heaviside_convention(strategy, backward):
-    # the wavefront kernel (fused, auto) recomputes spikes from the soma: it must use H(0)
+    # the hand-written adjoints (backward=auto) recompute spikes from the soma: it must use H(0)
     assert _first_step_at_threshold("triangle", strategy, backward) == 1.0
     assert _first_step_at_threshold("official_gau", strategy, backward) == 0.0
 
