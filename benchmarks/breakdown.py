@@ -23,10 +23,10 @@ one process, with the same threads:
 * ``forward`` and ``forward_backward``: the network's loss and its gradient (the
   config's ``strategy`` and ``neuron``; no optimizer update, which is <1% of the step).
 
-``rest = forward_backward - loop_matmuls`` (as before); ``neuron_loop = rest -
-hoisted_matmuls`` is what is neither kind of product: the neuron updates and their
-adjoints, masks, residual stores, transposes and loop overhead. ``neuron`` is read from
-the config when it has the field (default: the preset's TC-LIF).
+``rest = forward_backward - loop_matmuls``; ``neuron_loop = rest - hoisted_matmuls`` is
+what is neither kind of product: the neuron updates and their adjoints, masks, residual
+stores, transposes and loop overhead. ``neuron`` (config) replaces every layer's neuron
+(default: the preset's TC-LIF).
 """
 
 from __future__ import annotations
@@ -94,7 +94,7 @@ def run(config) -> dict:
     # 1) the big-GEMM peak, in the dtype under test (best of 3, as in step_time)
     peak = matmul_peak(config.matmul_dtype, config.peak_size) * 1e9
 
-    neuron = config.get("neuron", "tclif")
+    neuron = config.neuron
     model = from_preset(
         config.preset,
         neuron=neuron,

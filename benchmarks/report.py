@@ -81,28 +81,75 @@ def memory_table(d: dict) -> str:
     return "\n".join(lines)
 
 
+def _s(d: dict, key: str, rate: str | None = None) -> str:
+    # A time in seconds, with its GFLOP/s when the record has it; "-" when absent (older
+    # records have no hoisted products).
+    if d.get(key) is None:
+        return "-"
+    return f"{d[key]:.2f}" + (f" ({d[rate]:.0f})" if rate and d.get(rate) else "")
+
+
 def breakdown_table(rows: list[dict]) -> str:
     lines = [
-        "| preset | matmul dtype | strategy | counted GFLOP | GEMM peak GFLOP/s | floor s "
-        "(counted / peak) | in-loop matmuls s (GFLOP/s) | forward s | forward+backward s "
-        "| rest s | load |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| preset | neuron | matmul dtype | strategy | counted GFLOP | GEMM peak GFLOP/s | "
+        "floor s (counted / peak) | in-loop matmuls s (GFLOP/s) | hoisted matmuls s | "
+        "forward s | forward+backward s | rest s | neuron loops s | load |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for d in rows:
         cells = (
             d["preset"],
+            d.get("neuron", "tclif"),
             d["matmul_dtype"],
             d["strategy"],
             f"{d['counted_gflop']:.1f}",
             f"{d['gemm_peak_gflops']:.0f}",
             f"{d['issue_floor_s']:.2f}",
-            f"{d['loop_matmuls_s']:.2f} ({d['loop_matmul_gflops']:.0f})",
+            _s(d, "loop_matmuls_s", "loop_matmul_gflops"),
+            _s(d, "hoisted_matmuls_s"),
             f"{d['forward_s']:.2f}",
             f"{d['forward_backward_s']:.2f}",
             f"{d['rest_s']:.2f}",
+            _s(d, "neuron_loop_s"),
             d["machine"]["loadavg_1min"],
         )
         lines.append(_row(cells))
+    return "\n".join(lines)
+
+
+def peers_table(d: dict) -> str:
+    """One run of ``benchmarks.peers``: every configuration against the fastest peer."""
+    m = d["machine"]
+    if d["setting"] == "a":
+        shape = f"{'-'.join(map(str, d['widths']))}-{d['classes']} (LIF; ours also TC-LIF), full train step"
+    else:
+        shape = f"Linear({d['widths'][0]}, {d['widths'][1]}) + LIF (ours also TC-LIF), forward + backward"
+    lines = [
+        f"**setting {d['setting']}**: {shape}, batch {d['batch']}, T {d['steps']} "
+        f"({d['flops_counted']['total'] / 1e9:.1f} GFLOP of matmul work; load avg "
+        f"{m['loadavg_1min']})",
+        "",
+        "| configuration | version | median s | min-max s | GFLOP/s | x spyx | x snnTorch | x norse |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    medians = {r["name"]: r["median_s"] for r in d["results"]}
+
+    def ratio(r, peer):
+        return f"{r['median_s'] / medians[peer]:.2f}" if peer in medians else "-"
+
+    for r in d["results"]:
+        cells = (
+            r["name"],
+            r["version"] or "-",
+            f"{r['median_s']:.3f}",
+            f"{r['min_s']:.3f}-{r['max_s']:.3f}",
+            f"{r['gflops']:.1f}",
+            ratio(r, "spyx"),
+            ratio(r, "snntorch"),
+            ratio(r, "norse"),
+        )
+        lines.append(_row(cells))
+    lines += [f"skipped {s['library']}: {s['reason']}" for s in d["skipped"]]
     return "\n".join(lines)
 
 
@@ -121,6 +168,8 @@ def render(paths) -> None:
             print(step_time_table(d))
         elif kind == "memory":
             print(memory_table(d))
+        elif kind == "peers":
+            print(peers_table(d))
         elif kind == "precision_accuracy":
             for r in d["results"]:
                 print(

@@ -55,6 +55,7 @@ from tclif_jax.neurons import Neuron
 __all__ = [
     "AUTO_STRATEGY",
     "MatmulPolicy",
+    "states_precision",
     "resolve_strategy",
     "feedforward",
     "layer_step",
@@ -65,8 +66,8 @@ __all__ = [
 
 # Which concrete strategy "auto" means on each backend. CPU: measured, fused is faster in
 # every benchmarks/RESULTS.md table; with the hand-written adjoints too (train step, batch
-# 256: layerwise 1.23x fused on smnist-ff-64 TC-LIF, 1.38x with LIF; 0.89-0.99x on shd-rec,
-# within the run-to-run spread). GPU/TPU: not measured yet (no device was lent);
+# 256, one process: layerwise 1.31x fused on smnist-ff-64 TC-LIF, 1.06x on shd-ff LIF,
+# 1.07x on shd-rec TC-LIF). GPU/TPU: not measured yet (no device was lent);
 # layerwise, whose hoisted input projections are large matmuls, until gpu_suite.sh says.
 AUTO_STRATEGY = {"cpu": "fused", "gpu": "layerwise", "tpu": "layerwise"}
 
@@ -83,6 +84,18 @@ def resolve_strategy(config: NetworkConfig, backend: str | None = None) -> str:
 # ----------------------------------------------------------------------------- matmuls
 
 
+def states_precision() -> bool:
+    """Whether f32 products carry ``matmul_precision`` on the default backend.
+
+    On GPU and TPU the precision decides the arithmetic (TF32 on NVIDIA GPUs, bf16 passes on
+    TPUs). XLA:CPU computes f32 products in f32 at every precision (identical losses and
+    gradients, tested) but lowers a HIGHEST dot to a slower path: the smnist-ff-64 train
+    step at batch 256 took 1.48x the time of the default in one process. So on CPU the
+    products state none.
+    """
+    return jax.default_backend() != "cpu"
+
+
 @dataclasses.dataclass(frozen=True)
 class MatmulPolicy:
     """How every product of the network is computed: operand dtype and f32 precision."""
@@ -96,6 +109,10 @@ class MatmulPolicy:
 
     @property
     def lax_precision(self):
+        """The ``jax.lax.Precision`` of f32 products, or None (XLA's default) on backends
+        where the setting changes nothing (``states_precision``)."""
+        if not states_precision():
+            return None
         return jax.lax.Precision[self.precision.upper()]
 
     @property

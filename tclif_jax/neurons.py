@@ -498,9 +498,9 @@ def alif_official_adjoint(
     params,
     prev: ALIFState,
     state: ALIFState,
-    current,
     cot: ALIFState,
     *,
+    current,
     v_th: float,
     beta_adapt: float,
     spike_fn: Surrogate,
@@ -584,9 +584,9 @@ def glif_adjoint(
     params,
     prev: LIFState,
     state: LIFState,
-    current,
     cot: LIFState,
     *,
+    current,
     spike_fn: Surrogate,
     detach_reset: bool = False,
 ):
@@ -654,11 +654,16 @@ class Neuron:
     * ``compartments``: the state fields that are membrane potentials;
     * ``state_fields``: the state fields a Jacobian is taken over (``state_vector``);
     * ``preset_settings``: the settings of a preset it takes over when it replaces the
-      preset's neuron (``None``: every setting it has).
+      preset's neuron (``None``: every setting it has);
+    * ``step_fn`` / ``adjoint_fn``: the pure functions of this module it wraps (called with
+      the keyword settings of ``step_kwargs``); ``saved_fields`` and ``saves_current``: the
+      residual its adjoint reads per step (state fields, and the input current or not).
+      A type without ``adjoint_fn`` gets the ``jax.vjp`` default below, which stores the
+      whole state and the current.
 
     Methods: ``init_params``, ``init_state``, ``step``, ``potential``, ``state_vector``,
-    ``state_from_vector``, ``coupling``, and the adjoint's ``save``, ``restore``,
-    ``adjoint`` and ``param_grads``.
+    ``threshold``, ``state_from_vector``, ``coupling``, and the adjoint's ``save``,
+    ``restore``, ``adjoint`` and ``param_grads``.
     """
 
     name: ClassVar[str] = ""
@@ -667,6 +672,10 @@ class Neuron:
     compartments: ClassVar[tuple[str, ...]] = ("potential",)
     state_fields: ClassVar[tuple[str, ...]] = ("potential",)
     preset_settings: ClassVar[frozenset[str] | None] = frozenset({"v_th"})
+    step_fn: ClassVar[Any] = None
+    adjoint_fn: ClassVar[Any] = None
+    saved_fields: ClassVar[tuple[str, ...]] = ("potential",)
+    saves_current: ClassVar[bool] = False
 
     v_th: float = 1.0
     surrogate: Surrogate = Surrogate("triangle", 1.0)
@@ -694,9 +703,15 @@ class Neuron:
         z = jnp.zeros((*tuple(batch_shape), num_neurons), dtype)
         return self.State(*([z] * len(self.State._fields)))
 
+    def step_kwargs(self, params) -> dict[str, Any]:
+        """The keyword settings ``step_fn`` and ``adjoint_fn`` take (both take the same)."""
+        return {"v_th": self.v_th, "spike_fn": self.surrogate, "detach_reset": self.detach_reset}
+
     def step(self, params, state, current, probe=0.0):
         """One step: ``(new_state, spike)``; ``current`` and the state are ``(..., n)``."""
-        raise NotImplementedError
+        if self.step_fn is None:
+            raise NotImplementedError(f"{type(self).__name__} sets no step_fn.")
+        return type(self).step_fn(params, state, current, probe=probe, **self.step_kwargs(params))
 
     def potential(self, state) -> jax.Array:
         """The potential compared with the threshold (the soma for two compartments)."""
@@ -706,11 +721,18 @@ class Neuron:
         """The state fields of ``state_fields`` stacked on a new last axis ``(..., k)``."""
         return jnp.stack([getattr(state, f) for f in self.state_fields], -1)
 
+    def firing_threshold(self, params, fields: dict[str, jax.Array]):
+        """The threshold the potential is compared with, from the state ``fields`` (a dict
+        of ``state_fields`` arrays): ``v_th`` here. ``params`` may be None (the initial
+        threshold, for neurons that learn it)."""
+        return self.v_th
+
     def threshold(self, vector: jax.Array, params=None) -> jax.Array:
-        """The firing threshold ``(...)`` for a state vector ``(..., k)`` (constant
-        ``v_th`` here). Neurons that learn their threshold read it from ``params`` (their
-        initial one without)."""
-        return jnp.full(vector.shape[:-1], self.v_th, vector.dtype)
+        """The firing threshold ``(...)`` for a state vector ``(..., k)``; ``params`` as for
+        ``firing_threshold``."""
+        fields = dict(zip(self.state_fields, jnp.moveaxis(vector, -1, 0)))
+        thr = jnp.asarray(self.firing_threshold(params, fields), vector.dtype)
+        return jnp.broadcast_to(thr, vector.shape[:-1])
 
     def state_from_vector(self, vector: jax.Array, params=None):
         """Rebuild a state from ``state_vector`` output, the spike recomputed through the
@@ -726,22 +748,30 @@ class Neuron:
         """The two-compartment coupling (b1, b2) of Eq. 14-15, or None for one compartment."""
         return None
 
-    # The adjoint (used by ``tclif_jax.adjoint``). The defaults below serve any neuron:
-    # they store the whole state and the current and differentiate ``step`` with
-    # ``jax.vjp``; the neurons here override all four with hand-written ones that store
-    # only what their adjoint reads.
+    # The adjoint (used by ``tclif_jax.adjoint``). Without ``adjoint_fn`` these store the
+    # whole state and the current and differentiate ``step`` with ``jax.vjp``; the neurons
+    # here name a hand-written adjoint and store only what it reads.
 
     def save(self, params, state, current) -> tuple[jax.Array, ...]:
         """The residual of one step that ``restore`` and ``adjoint`` need: arrays
-        ``(..., n)`` from the state after the step and the step's ``current``. Default:
-        every state field, then the current."""
-        return (*state, current)
+        ``(..., n)``, the ``saved_fields`` of the state after the step, then the step's
+        ``current`` when ``saves_current`` (without ``adjoint_fn``: every field and the
+        current)."""
+        if self.adjoint_fn is None:  # the jax.vjp default needs all of them
+            return (*state, current)
+        kept = tuple(getattr(state, f) for f in self.saved_fields)
+        return kept + ((current,) if self.saves_current else ())
 
     def restore(self, params, saved):
-        """The state after a step from its ``save`` output; neurons that store potentials
-        only recompute the spike, exactly as ``step`` computed it (same expression, the
-        surrogate's H(0)). Works on any leading shape, e.g. ``(T, B, n)`` at once."""
-        return self.State(*saved[: len(self.State._fields)])
+        """The state after a step from its ``save`` output; the spike is recomputed from the
+        stored potentials exactly as ``step`` computed it (same expression, the surrogate's
+        H(0)). Works on any leading shape, e.g. ``(T, B, n)`` at once."""
+        if self.adjoint_fn is None:
+            return self.State(*saved[: len(self.State._fields)])
+        fields = dict(zip(self.saved_fields, saved))
+        threshold = self.firing_threshold(params, fields)
+        spike = self.surrogate.fire(fields[self.threshold_compartment] - threshold)
+        return self.State(**fields, spike=spike)
 
     def adjoint(self, params, prev, saved, cot):
         """The step's adjoint: ``(cot_prev, cot_current, terms)``.
@@ -752,9 +782,15 @@ class Neuron:
         reset at t+1 is already in it). Returns the adjoint of ``prev`` (its ``spike``: the
         reset's and any other use of S[t-1] inside the step), of the step's input current,
         and ``terms``: a tuple of arrays the scan sums over time and hands to
-        ``param_grads``. Default: ``jax.vjp`` of ``step``, with ``terms`` the parameter
-        gradient's leaves.
+        ``param_grads``. Without ``adjoint_fn``: ``jax.vjp`` of ``step``, with ``terms``
+        the parameter gradient's leaves.
         """
+        if self.adjoint_fn is not None:
+            state = self.restore(params, saved)
+            kwargs = self.step_kwargs(params)
+            if self.saves_current:
+                kwargs["current"] = saved[-1]
+            return type(self).adjoint_fn(params, prev, state, cot, **kwargs)
         current = saved[-1]
         _, pull = jax.vjp(lambda p, st, i: self.step(p, st, i)[0], params, prev, current)
         d_params, cot_prev, cot_current = pull(cot)
@@ -764,13 +800,20 @@ class Neuron:
         """The gradient of ``params`` from ``adjoint``'s ``terms`` summed over time."""
         return jax.tree.unflatten(jax.tree.structure(params), list(terms))
 
-    def _fired(self, potential, threshold):
-        # The spike step() computed, from the stored potential (restore's helper).
-        return self.surrogate.fire(potential - threshold)
+
+@dataclasses.dataclass(frozen=True)
+class _TwoCompartmentBase(Neuron):
+    # What TC-LIF and the generalised two-compartment neuron share: the state, and the
+    # residual (both potentials; the spike is recomputed from the soma).
+    State: ClassVar[type] = TCLIFState
+    threshold_compartment: ClassVar[str] = "soma"
+    compartments: ClassVar[tuple[str, ...]] = ("dendrite", "soma")
+    state_fields: ClassVar[tuple[str, ...]] = ("dendrite", "soma")
+    saved_fields: ClassVar[tuple[str, ...]] = ("dendrite", "soma")
 
 
 @dataclasses.dataclass(frozen=True)
-class TCLIF(Neuron):
+class TCLIF(_TwoCompartmentBase):
     """TC-LIF: gamma, v_th, initial (b1, b2), one (c1, c2) per layer or per neuron.
 
     ``init_b = (b1, b2)`` with b1 in (-1, 0) and b2 in (0, 1); ``init_c`` gives
@@ -779,11 +822,9 @@ class TCLIF(Neuron):
     """
 
     name: ClassVar[str] = "tclif"
-    State: ClassVar[type] = TCLIFState
-    threshold_compartment: ClassVar[str] = "soma"
-    compartments: ClassVar[tuple[str, ...]] = ("dendrite", "soma")
-    state_fields: ClassVar[tuple[str, ...]] = ("dendrite", "soma")
     preset_settings: ClassVar[frozenset[str] | None] = None
+    step_fn: ClassVar[Any] = staticmethod(tclif_step)
+    adjoint_fn: ClassVar[Any] = staticmethod(tclif_adjoint)
 
     gamma: float = 0.5
     init_b: tuple[float, float] = (-0.5, 0.5)
@@ -809,41 +850,11 @@ class TCLIF(Neuron):
             c = jnp.tile(c, (num_neurons, 1))
         return {"c": c}
 
-    def step(self, params, state, current, probe=0.0):
-        return tclif_step(
-            params,
-            state,
-            current,
-            gamma=self.gamma,
-            v_th=self.v_th,
-            spike_fn=self.surrogate,
-            reset_order=self.reset_order,
-            detach_reset=self.detach_reset,
-            probe=probe,
-        )
+    def step_kwargs(self, params):
+        return super().step_kwargs(params) | {"gamma": self.gamma, "reset_order": self.reset_order}
 
     def coupling(self, params):
         return coupling(params["c"])
-
-    def save(self, params, state, current):
-        return (state.dendrite, state.soma)
-
-    def restore(self, params, saved):
-        dendrite, soma = saved
-        return TCLIFState(dendrite, soma, self._fired(soma, self.v_th))
-
-    def adjoint(self, params, prev, saved, cot):
-        return tclif_adjoint(
-            params,
-            prev,
-            self.restore(params, saved),
-            cot,
-            gamma=self.gamma,
-            v_th=self.v_th,
-            spike_fn=self.surrogate,
-            reset_order=self.reset_order,
-            detach_reset=self.detach_reset,
-        )
 
     def param_grads(self, params, terms):
         c = params["c"]
@@ -855,15 +866,13 @@ class TCLIF(Neuron):
 
 
 @dataclasses.dataclass(frozen=True)
-class TwoCompartment(Neuron):
+class TwoCompartment(_TwoCompartmentBase):
     """Generalised two-compartment neuron (Eq. 7-9): fixed (a1, a2), learnable (b1, b2)."""
 
     name: ClassVar[str] = "two_compartment"
-    State: ClassVar[type] = TCLIFState
-    threshold_compartment: ClassVar[str] = "soma"
-    compartments: ClassVar[tuple[str, ...]] = ("dendrite", "soma")
-    state_fields: ClassVar[tuple[str, ...]] = ("dendrite", "soma")
     preset_settings: ClassVar[frozenset[str] | None] = frozenset({"v_th", "init_b"})
+    step_fn: ClassVar[Any] = staticmethod(two_compartment_step)
+    adjoint_fn: ClassVar[Any] = staticmethod(two_compartment_adjoint)
 
     decay: tuple[float, float] = (1.0, 1.0)
     init_b: tuple[float, float] = (-0.5, 0.5)
@@ -876,41 +885,11 @@ class TwoCompartment(Neuron):
             b = jnp.tile(b, (num_neurons, 1))
         return {"b": b}
 
-    def step(self, params, state, current, probe=0.0):
-        return two_compartment_step(
-            params,
-            state,
-            current,
-            decay=tuple(self.decay),
-            gamma=self.gamma,
-            v_th=self.v_th,
-            spike_fn=self.surrogate,
-            detach_reset=self.detach_reset,
-            probe=probe,
-        )
+    def step_kwargs(self, params):
+        return super().step_kwargs(params) | {"decay": tuple(self.decay), "gamma": self.gamma}
 
     def coupling(self, params):
         return params["b"][..., 0], params["b"][..., 1]
-
-    def save(self, params, state, current):
-        return (state.dendrite, state.soma)
-
-    def restore(self, params, saved):
-        dendrite, soma = saved
-        return TCLIFState(dendrite, soma, self._fired(soma, self.v_th))
-
-    def adjoint(self, params, prev, saved, cot):
-        return two_compartment_adjoint(
-            params,
-            prev,
-            self.restore(params, saved),
-            cot,
-            decay=tuple(self.decay),
-            gamma=self.gamma,
-            v_th=self.v_th,
-            spike_fn=self.surrogate,
-            detach_reset=self.detach_reset,
-        )
 
     def param_grads(self, params, terms):
         b = params["b"]
@@ -923,6 +902,8 @@ class LIF(Neuron):
     """LIF with a fixed decay (official: 0.8) or a learnable one (sigmoid of a per-layer logit)."""
 
     name: ClassVar[str] = "lif"
+    step_fn: ClassVar[Any] = staticmethod(lif_step)
+    adjoint_fn: ClassVar[Any] = staticmethod(lif_adjoint)
 
     decay: float = 0.8
     learn_decay: bool = False
@@ -937,39 +918,12 @@ class LIF(Neuron):
     def _decay(self, params):
         return jax.nn.sigmoid(params["decay_logit"]) if self.learn_decay else self.decay
 
-    def step(self, params, state, current, probe=0.0):
-        return lif_step(
-            params,
-            state,
-            current,
-            decay=self._decay(params),
-            v_th=self.v_th,
-            spike_fn=self.surrogate,
-            reset=self.reset,
-            reset_order=self.reset_order,
-            detach_reset=self.detach_reset,
-            probe=probe,
-        )
-
-    def save(self, params, state, current):
-        return (state.potential,)
-
-    def restore(self, params, saved):
-        return LIFState(saved[0], self._fired(saved[0], self.v_th))
+    def step_kwargs(self, params):
+        extra = {"decay": self._decay(params), "reset": self.reset, "reset_order": self.reset_order}
+        return super().step_kwargs(params) | extra
 
     def adjoint(self, params, prev, saved, cot):
-        cot_prev, cot_current, terms = lif_adjoint(
-            params,
-            prev,
-            self.restore(params, saved),
-            cot,
-            decay=self._decay(params),
-            v_th=self.v_th,
-            spike_fn=self.surrogate,
-            reset=self.reset,
-            reset_order=self.reset_order,
-            detach_reset=self.detach_reset,
-        )
+        cot_prev, cot_current, terms = super().adjoint(params, prev, saved, cot)
         return cot_prev, cot_current, terms if self.learn_decay else ()
 
     def param_grads(self, params, terms):
@@ -984,39 +938,13 @@ class PLIF(Neuron):
     """Parametric LIF (official): learnable per-layer w, decay 1 - sigmoid(w), hard reset."""
 
     name: ClassVar[str] = "plif"
+    step_fn: ClassVar[Any] = staticmethod(plif_step)
+    adjoint_fn: ClassVar[Any] = staticmethod(plif_adjoint)
 
     init_w: float = -1.4
 
     def init_params(self, num_neurons):
         return {"w": jnp.asarray(self.init_w, jnp.float32)}
-
-    def step(self, params, state, current, probe=0.0):
-        return plif_step(
-            params,
-            state,
-            current,
-            v_th=self.v_th,
-            spike_fn=self.surrogate,
-            detach_reset=self.detach_reset,
-            probe=probe,
-        )
-
-    def save(self, params, state, current):
-        return (state.potential,)
-
-    def restore(self, params, saved):
-        return LIFState(saved[0], self._fired(saved[0], self.v_th))
-
-    def adjoint(self, params, prev, saved, cot):
-        return plif_adjoint(
-            params,
-            prev,
-            self.restore(params, saved),
-            cot,
-            v_th=self.v_th,
-            spike_fn=self.surrogate,
-            detach_reset=self.detach_reset,
-        )
 
     def param_grads(self, params, terms):
         w = params["w"]
@@ -1025,64 +953,43 @@ class PLIF(Neuron):
 
 
 @dataclasses.dataclass(frozen=True)
-class ALIF(Neuron):
+class _AdaptiveBase(Neuron):
+    # What both ALIFs share: the state and the adaptive threshold v_th + beta_adapt a.
+    State: ClassVar[type] = ALIFState
+    state_fields: ClassVar[tuple[str, ...]] = ("potential", "adaptation")
+    saved_fields: ClassVar[tuple[str, ...]] = ("potential", "adaptation")
+
+    beta_adapt: float = 1.8
+
+    def step_kwargs(self, params):
+        return super().step_kwargs(params) | {"beta_adapt": self.beta_adapt}
+
+    def firing_threshold(self, params, fields):
+        return self.v_th + self.beta_adapt * fields["adaptation"]
+
+
+@dataclasses.dataclass(frozen=True)
+class ALIF(_AdaptiveBase):
     """Adaptive-threshold LIF of Bellec et al. (2018, LSNN), ``alif_step``: threshold
     v_th + beta_adapt a, a[t] = rho a[t-1] + (1 - rho) S[t-1]. Time constants in steps;
     no learnable parameters."""
 
     name: ClassVar[str] = "alif"
-    State: ClassVar[type] = ALIFState
-    state_fields: ClassVar[tuple[str, ...]] = ("potential", "adaptation")
+    step_fn: ClassVar[Any] = staticmethod(alif_step)
+    adjoint_fn: ClassVar[Any] = staticmethod(alif_adjoint)
 
     tau_m: float = 20.0
     tau_adapt: float = 700.0
-    beta_adapt: float = 1.8
 
-    def step(self, params, state, current, probe=0.0):
-        return alif_step(
-            params,
-            state,
-            current,
-            tau_m=self.tau_m,
-            tau_adapt=self.tau_adapt,
-            beta_adapt=self.beta_adapt,
-            v_th=self.v_th,
-            spike_fn=self.surrogate,
-            detach_reset=self.detach_reset,
-            probe=probe,
-        )
-
-    def save(self, params, state, current):
-        return (state.potential, state.adaptation)
-
-    def restore(self, params, saved):
-        potential, adaptation = saved
-        threshold = self.v_th + self.beta_adapt * adaptation
-        return ALIFState(potential, adaptation, self._fired(potential, threshold))
-
-    def adjoint(self, params, prev, saved, cot):
-        return alif_adjoint(
-            params,
-            prev,
-            self.restore(params, saved),
-            cot,
-            tau_m=self.tau_m,
-            tau_adapt=self.tau_adapt,
-            beta_adapt=self.beta_adapt,
-            v_th=self.v_th,
-            spike_fn=self.surrogate,
-            detach_reset=self.detach_reset,
-        )
+    def step_kwargs(self, params):
+        return super().step_kwargs(params) | {"tau_m": self.tau_m, "tau_adapt": self.tau_adapt}
 
     def param_grads(self, params, terms):
         return {}
 
-    def threshold(self, vector, params=None):
-        return self.v_th + self.beta_adapt * vector[..., self.state_fields.index("adaptation")]
-
 
 @dataclasses.dataclass(frozen=True)
-class ALIFOfficial(Neuron):
+class ALIFOfficial(_AdaptiveBase):
     """The official TC-LIF repository's ALIF (``alif_official_step``): learnable
     c = (c0, c1) per layer, membrane decay exp(-1/sigmoid(c0)), adaptation decay
     exp(-1/sigmoid(c1)), threshold v_th + beta_adapt eta (official: 0.01 + 1.8 eta).
@@ -1092,12 +999,12 @@ class ALIFOfficial(Neuron):
     """
 
     name: ClassVar[str] = "alif_official"
-    State: ClassVar[type] = ALIFState
-    state_fields: ClassVar[tuple[str, ...]] = ("potential", "adaptation")
     preset_settings: ClassVar[frozenset[str] | None] = frozenset()
+    step_fn: ClassVar[Any] = staticmethod(alif_official_step)
+    adjoint_fn: ClassVar[Any] = staticmethod(alif_official_adjoint)
+    saves_current: ClassVar[bool] = True
 
     v_th: float = 0.01
-    beta_adapt: float = 1.8
     init_c: tuple[float, float] = (0.0, 0.0)
 
     def __post_init__(self):
@@ -1108,39 +1015,6 @@ class ALIFOfficial(Neuron):
     def init_params(self, num_neurons):
         return {"c": jnp.asarray(tuple(float(v) for v in self.init_c), jnp.float32)}
 
-    def step(self, params, state, current, probe=0.0):
-        return alif_official_step(
-            params,
-            state,
-            current,
-            v_th=self.v_th,
-            beta_adapt=self.beta_adapt,
-            spike_fn=self.surrogate,
-            detach_reset=self.detach_reset,
-            probe=probe,
-        )
-
-    def save(self, params, state, current):
-        return (state.potential, state.adaptation, current)
-
-    def restore(self, params, saved):
-        potential, adaptation = saved[:2]
-        threshold = self.v_th + self.beta_adapt * adaptation
-        return ALIFState(potential, adaptation, self._fired(potential, threshold))
-
-    def adjoint(self, params, prev, saved, cot):
-        return alif_official_adjoint(
-            params,
-            prev,
-            self.restore(params, saved),
-            saved[2],
-            cot,
-            v_th=self.v_th,
-            beta_adapt=self.beta_adapt,
-            spike_fn=self.surrogate,
-            detach_reset=self.detach_reset,
-        )
-
     def param_grads(self, params, terms):
         # alpha = exp(-1/sigmoid(c0)): d alpha / d c0 = alpha (1 - sigmoid(c0)) / sigmoid(c0).
         c = params["c"]
@@ -1150,9 +1024,6 @@ class ALIFOfficial(Neuron):
             sig = jax.nn.sigmoid(c[..., i])
             grads.append(_sum_to(term, shape) * jnp.exp(-1.0 / sig) * (1.0 - sig) / sig)
         return {"c": jnp.stack(grads, -1)}
-
-    def threshold(self, vector, params=None):
-        return self.v_th + self.beta_adapt * vector[..., self.state_fields.index("adaptation")]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -1171,6 +1042,9 @@ class GLIF(Neuron):
 
     name: ClassVar[str] = "glif"
     preset_settings: ClassVar[frozenset[str] | None] = frozenset()
+    step_fn: ClassVar[Any] = staticmethod(glif_step)
+    adjoint_fn: ClassVar[Any] = staticmethod(glif_adjoint)
+    saves_current: ClassVar[bool] = True
 
     v_th: float = 0.5
     init_tau: float = 0.25
@@ -1204,32 +1078,12 @@ class GLIF(Neuron):
             for k, v in self.initial_values().items()
         }
 
-    def step(self, params, state, current, probe=0.0):
-        return glif_step(
-            params,
-            state,
-            current,
-            spike_fn=self.surrogate,
-            detach_reset=self.detach_reset,
-            probe=probe,
-        )
+    def step_kwargs(self, params):
+        # Every value is a learned parameter; v_th is only the initial threshold.
+        return {"spike_fn": self.surrogate, "detach_reset": self.detach_reset}
 
-    def save(self, params, state, current):
-        return (state.potential, current)
-
-    def restore(self, params, saved):
-        return LIFState(saved[0], self._fired(saved[0], jax.nn.sigmoid(params["threshold"])))
-
-    def adjoint(self, params, prev, saved, cot):
-        return glif_adjoint(
-            params,
-            prev,
-            self.restore(params, saved),
-            saved[1],
-            cot,
-            spike_fn=self.surrogate,
-            detach_reset=self.detach_reset,
-        )
+    def firing_threshold(self, params, fields):
+        return self.v_th if params is None else jax.nn.sigmoid(params["threshold"])
 
     def param_grads(self, params, terms):
         grads = {}
@@ -1237,12 +1091,6 @@ class GLIF(Neuron):
             sig = jax.nn.sigmoid(params[key])
             grads[key] = _sum_to(term, params[key].shape) * sig * (1.0 - sig)
         return grads
-
-    def threshold(self, vector, params=None):
-        if params is None:
-            return super().threshold(vector)
-        thr = jax.nn.sigmoid(params["threshold"]).astype(vector.dtype)
-        return jnp.broadcast_to(thr, vector.shape[:-1])
 
 
 # ----------------------------------------------------------------------------- by name

@@ -14,6 +14,7 @@ records and "autodiff" do not.
 """
 
 import dataclasses
+from typing import Any, ClassVar
 
 import jax
 import jax.numpy as jnp
@@ -209,6 +210,7 @@ class _PlainLIF(LIF):
     """A LIF without hand-written adjoint (no ``name``: not registered): the protocol's
     ``jax.vjp`` defaults, as a new neuron type gets them."""
 
+    adjoint_fn: ClassVar[Any] = None
     save = Neuron.save
     restore = Neuron.restore
     adjoint = Neuron.adjoint
@@ -219,6 +221,8 @@ class _PlainLIF(LIF):
 def test_a_neuron_without_hand_written_adjoint_gets_the_vjp_default(strategy):
     neuron = _PlainLIF(v_th=0.5, learn_decay=True)
     assert "_PlainLIF" not in {cls.__name__ for cls in NEURONS.values()}
+    state = neuron.init_state((2,), 10)
+    assert len(neuron.save({}, state, state.potential)) == len(state) + 1  # all of it, and I[t]
     config = NetworkConfig(
         F, (10, 8), 4, neuron, recurrent=(True, False), dropout=0.2, strategy=strategy
     )

@@ -286,4 +286,4 @@ def test_breakdown_cli_reports_consistent_times():
     from benchmarks.report import breakdown_table
 
     row = breakdown_table([res]).splitlines()[-1]
-    assert row.startswith("| smnist-rec-64 | float32 | fused |")
+    assert row.startswith("| smnist-rec-64 | tclif | float32 | fused |")

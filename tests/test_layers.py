@@ -5,6 +5,8 @@
 * ``SpikingDense.scan`` equals stepping by hand and records every compartment.
 * The README's example (a 1-D conv front-end and two TC-LIF layers in a user's NNX model)
   runs as written and its loss falls.
+* The README's neuron of your own registers, runs in a preset, and its default (``jax.vjp``)
+  adjoint gives autodiff's gradients.
 """
 
 import os
@@ -75,10 +77,10 @@ def test_plot_helpers_draw_rasters_and_traces():
     assert [a.get_ylabel() for a in fig.axes] == ["dendrite", "soma"]
 
 
-def _readme_example() -> str:
+def _readme_example(name: str = "conv-tclif") -> str:
     text = open(os.path.join(ROOT, "README.md")).read()
-    match = re.search(r"<!-- example: conv-tclif -->\s*```python\n(.*?)```", text, re.S)
-    assert match, "README.md lost its conv-tclif example block"
+    match = re.search(rf"<!-- example: {name} -->\s*```python\n(.*?)```", text, re.S)
+    assert match, f"README.md lost its {name} example block"
     return match.group(1)
 
 
@@ -88,3 +90,29 @@ def test_readme_conv_example_runs_and_its_loss_falls():
     losses = scope["losses"]
     assert len(losses) >= 10 and all(np.isfinite(losses))
     assert np.mean(losses[-3:]) < 0.8 * np.mean(losses[:3]), losses
+
+
+def test_readme_own_neuron_registers_runs_and_matches_autodiff():
+    from tclif_jax import apply, parameters
+    from tclif_jax.neurons import NEURONS
+
+    scope: dict = {}
+    try:
+        exec(compile(_readme_example("own-neuron"), "README.md:own-neuron", "exec"), scope)  # noqa: S102
+        assert NEURONS["hard_lif"] is scope["HardResetLIF"]
+        model, x = scope["model"], scope["x"]
+        assert model(x).shape == (4, 20)
+        params = parameters(model)
+
+        def loss(p, config):
+            return jnp.sum(apply(config, p, x)[0] ** 2)
+
+        hand = jax.grad(loss)(params, model.config)
+        auto = jax.grad(loss)(params, model.config.replace(backward="autodiff"))
+        for a, b in zip(jax.tree.leaves(hand), jax.tree.leaves(auto)):
+            np.testing.assert_allclose(
+                np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-5 * float(jnp.max(jnp.abs(b)))
+            )
+        assert float(jnp.max(jnp.abs(jax.tree.leaves(auto)[0]))) > 0  # a gradient to compare
+    finally:
+        NEURONS.pop("hard_lif", None)  # keep the registry as the other tests expect it

@@ -2,6 +2,7 @@
 
   python -m benchmarks.breakdown --config=benchmarks/configs/breakdown.py:preset=smnist-ff-64,matmul_dtype=float32,json=True
   python -m benchmarks.breakdown --config=benchmarks/configs/breakdown.py:preset=smnist-rec-64,matmul_dtype=bfloat16
+  python -m benchmarks.breakdown --config=benchmarks/configs/breakdown.py:preset=shd-ff,neuron=lif,json=True
 
 Any field can be overridden with ``--config.<field>=value``. ``steps=0`` runs the preset's
 sequence length.
@@ -9,6 +10,7 @@ sequence length.
 
 from benchmarks import common
 from experiments.configs.base import parse_arg
+from tclif_jax.neurons import NEURONS
 
 STRATEGIES = ("auto", "layerwise", "fused")
 MATMUL_DTYPES = ("float32", "bfloat16")
@@ -21,6 +23,7 @@ def get_config(arg: str | None = None):
         preset="smnist-ff-64",
         batch=256,
         steps=0,  # time steps T; 0: the preset's
+        neuron="tclif",  # every layer's neuron (a name of tclif_jax.NEURONS)
         strategy="auto",  # auto, layerwise or fused
         matmul_dtype="float32",  # float32 or bfloat16
         repeats=5,  # each time is the median of this many runs
@@ -35,5 +38,6 @@ def get_config(arg: str | None = None):
 def check(config) -> None:
     """A ValueError naming the valid values for any setting that has none."""
     common.preset_config(config.preset)
+    common.check_choice("neuron", config.neuron, tuple(NEURONS))
     common.check_choice("strategy", config.strategy, STRATEGIES)
     common.check_choice("matmul_dtype", config.matmul_dtype, MATMUL_DTYPES)

@@ -98,15 +98,11 @@ def default_config(name: str) -> ml_collections.ConfigDict:
         c.download = False  # fetch the raw archive (or TFDS's) when missing (needs internet)
         c.cache_dir = ""  # "" -> <dir or default_data_dir()>/tclif_gsc_features
         c.use_cache = True
-        c.sample_rate = 16000
-        c.n_fft = 480
-        c.hop_length = 160
-        c.n_mels = 40
-        c.fmin = 40.0
-        c.fmax = 4000.0
-        c.num_frames = 101
+        # The official code's features: 40 log-mels (40-4000 Hz) x 101 frames of 16 kHz
+        # audio, 30 ms windows every 10 ms, power_to_db with an 80 dB floor.
+        c.update(sample_rate=16000, n_fft=480, hop_length=160, n_mels=40, num_frames=101)
+        c.update(fmin=40.0, fmax=4000.0, top_db=80.0)
         c.pad_mode = "reflect"  # librosa < 0.10's default, which the official code ran on
-        c.top_db = 80.0
     elif name in ("shd", "ssc"):
         c.time_steps = 250
         c.max_time = 1.4  # seconds
@@ -119,17 +115,12 @@ def default_config(name: str) -> ml_collections.ConfigDict:
         c.stream = "auto"
         c.dense_max_gb = 2.0
     elif name == "delayed_cue":
-        # Quickstart defaults: a feed-forward TC-LIF (64, 64) with readout "last" solves
-        # delay 200 in ~10 epochs on CPU; LIF (decay 0.8) stays at chance.
-        c.delay = 200
-        c.num_classes = 4
-        c.cue_steps = 5
-        c.go_steps = 1
-        c.num_channels = 16
-        c.noise = 0.05
-        c.num_train = 2048
-        c.num_test = 512
-        c.seed = 0
+        # The quickstart (tclif_jax.data.synthetic.delayed_cue): a 5-step cue of one of 4
+        # classes, 200 steps of delay, a 1-step go signal, Bernoulli(0.05) distractor
+        # spikes on the sensory channels of 16. A feed-forward TC-LIF (64, 64) with readout
+        # "last" solves it in ~10 epochs on CPU; LIF (decay 0.8) stays at chance.
+        c.update(delay=200, num_classes=4, cue_steps=5, go_steps=1, num_channels=16)
+        c.update(noise=0.05, num_train=2048, num_test=512, seed=0)
     elif name == "digits":
         c.seed = 0
         c.test_fraction = 0.2
