@@ -55,7 +55,6 @@ from tclif_jax.neurons import Neuron
 __all__ = [
     "AUTO_STRATEGY",
     "MatmulPolicy",
-    "states_precision",
     "resolve_strategy",
     "feedforward",
     "layer_step",
@@ -84,18 +83,6 @@ def resolve_strategy(config: NetworkConfig, backend: str | None = None) -> str:
 # ----------------------------------------------------------------------------- matmuls
 
 
-def states_precision() -> bool:
-    """Whether f32 products carry ``matmul_precision`` on the default backend.
-
-    On GPU and TPU the precision decides the arithmetic (TF32 on NVIDIA GPUs, bf16 passes on
-    TPUs). XLA:CPU computes f32 products in f32 at every precision (identical losses and
-    gradients, tested) but lowers a HIGHEST dot to a slower path: the smnist-ff-64 train
-    step at batch 256 took 1.48x the time of the default in one process. So on CPU the
-    products state none.
-    """
-    return jax.default_backend() != "cpu"
-
-
 @dataclasses.dataclass(frozen=True)
 class MatmulPolicy:
     """How every product of the network is computed: operand dtype and f32 precision."""
@@ -109,10 +96,6 @@ class MatmulPolicy:
 
     @property
     def lax_precision(self):
-        """The ``jax.lax.Precision`` of f32 products, or None (XLA's default) on backends
-        where the setting changes nothing (``states_precision``)."""
-        if not states_precision():
-            return None
         return jax.lax.Precision[self.precision.upper()]
 
     @property
