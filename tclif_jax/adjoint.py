@@ -58,7 +58,7 @@ import functools
 import jax
 import jax.numpy as jnp
 
-__all__ = ["layer", "network", "check_chunk", "time_sum"]
+__all__ = ["layer", "network", "check_chunk", "time_sum", "layer_input"]
 
 
 def check_chunk(length: int, chunk: int) -> None:
@@ -121,8 +121,9 @@ def _add(a, b):
     return jax.tree.map(jnp.add, a, b)
 
 
-def _current(matmul, rec, state, current):
-    """A layer's input at one step: its feed-forward current plus the recurrent term."""
+def layer_input(matmul, rec, state, current):
+    """A layer's input at one step: its feed-forward current plus, for a recurrent layer
+    (``rec`` = ``{"kernel", "bias"}``, else None), ``S[t-1] @ W_rec + b_rec``."""
     if rec is None:
         return current
     return current + matmul(state.spike, rec["kernel"]) + rec["bias"]
@@ -135,7 +136,7 @@ def _layer_forward(neuron, matmul, params, rec, current, state0):
     """Run ``current (t, B, n)`` from ``state0``: (final state, residuals (t, B, n) each)."""
 
     def body(state, cur_t):
-        cur = _current(matmul, rec, state, cur_t)
+        cur = layer_input(matmul, rec, state, cur_t)
         new, _ = neuron.step(params, state, cur)
         return new, neuron.save(params, new, cur)
 
@@ -250,7 +251,7 @@ def _net_forward(neurons, matmul, params, ws, bs, recs, first, masks, states0):
                 h = matmul(h, ws[l]) + bs[l]
                 if masks_t[l] is not None:
                     h = h * masks_t[l]
-            cur = _current(matmul, recs[l], states[l], h)
+            cur = layer_input(matmul, recs[l], states[l], h)
             new, h = nrn.step(params[l], states[l], cur)
             new_states.append(new)
             saved.append(nrn.save(params[l], new, cur))

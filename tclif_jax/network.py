@@ -171,9 +171,7 @@ def layer_step(neuron: Neuron, layer_params: dict, state, current, matmul: Matmu
     ``current (B, n)`` is the feed-forward current; a recurrent layer (one whose params
     hold ``"recurrent"``) adds ``S[t-1] @ W_rec + b_rec`` before the neuron step.
     """
-    rec = layer_params.get("recurrent")
-    if rec is not None:
-        current = current + matmul(state.spike, rec["kernel"]) + rec["bias"]
+    current = adjoint.layer_input(matmul, layer_params.get("recurrent"), state, current)
     return neuron.step(layer_params.get("neuron_params", {}), state, current, probe)
 
 
