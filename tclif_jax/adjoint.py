@@ -36,9 +36,11 @@ the same step, through its dropout mask M_l[t]::
 
 (per-step products, accumulated in the loop; a layer's spike count, the firing rate, adds
 its adjoint to every S_l[t]). In both, the first layer's feed-forward current is an input,
-computed and differentiated outside as one large product. On CPU the fused loop runs as fast
-as the TC-LIF-only wavefront kernel it replaced (smnist-ff-64, batch 256, both in one
-process: 0.95-1.06x over three processes) and 0.85-0.94x of autodiff of the same scan.
+computed and differentiated outside as one large product. The fused forward sums the last
+layer's spikes and counts every layer's in its loop, so no (T, B, n) spike array is ever
+written. On CPU (smnist-ff-64, batch 256, f32) its train step runs at 0.88-0.96x of the
+one built on the TC-LIF-only wavefront kernel it replaced (both in one process;
+``benchmarks/RESULTS.md``, "Before and after").
 
 ``remat_chunk = c > 0``: chunked residuals. The forward keeps only the state at the start
 of every chunk of c steps (and the input currents); the backward re-runs each chunk's
@@ -239,13 +241,21 @@ def layer(neuron, params, current, state0, matmul, rec=None, remat_chunk: int = 
 # ----------------------------------------------------------------------------- the network
 
 
-def _net_forward(neurons, matmul, params, ws, bs, recs, first, masks, states0):
+def _net_forward(neurons, matmul, params, ws, bs, recs, first, masks, states0, stats0):
     """All layers over ``first (t, B, n_0)`` (the first layer's feed-forward current) with
-    ``masks`` (per layer ``(t, B, n_l)`` or None): (final states, residuals per layer)."""
+    ``masks`` (per layer ``(t, B, n_l)`` or None), from ``states0`` and the running
+    ``stats0 = (spike_sum (B, n_L), counts (L,))``: returns ((final states, stats), residuals
+    per layer).
 
-    def body(states, inp):
+    The spike statistics are accumulated inside the loop, where each step's spikes are at
+    hand; rebuilding them from the residuals after the loop wrote every layer's (t, B, n)
+    spikes once more (0.46 GB on smnist-ff-64 at batch 256) and cost a second pass.
+    """
+
+    def body(carry, inp):
+        states, (spike_sum, counts) = carry
         h, masks_t = inp
-        new_states, saved = [], []
+        new_states, saved, step_counts = [], [], []
         for l, nrn in enumerate(neurons):
             if l:
                 h = matmul(h, ws[l]) + bs[l]
@@ -255,15 +265,16 @@ def _net_forward(neurons, matmul, params, ws, bs, recs, first, masks, states0):
             new, h = nrn.step(params[l], states[l], cur)
             new_states.append(new)
             saved.append(nrn.save(params[l], new, cur))
-        return tuple(new_states), tuple(saved)
+            step_counts.append(jnp.sum(h))
+        stats = (spike_sum + h, counts + jnp.stack(step_counts))
+        return (tuple(new_states), stats), tuple(saved)
 
-    return jax.lax.scan(body, tuple(states0), (first, masks))
+    return jax.lax.scan(body, (tuple(states0), stats0), (first, masks))
 
 
-def _spike_stats(neurons, params, saved):
-    """(sum over steps of the last layer's spikes (B, n_L), spike count per layer (L,))."""
-    spikes = [nrn.restore(p, s).spike for nrn, p, s in zip(neurons, params, saved)]
-    return time_sum(spikes[-1]), jnp.stack([jnp.sum(s) for s in spikes])
+def _zero_stats(states0):
+    """``(spike_sum, counts)`` before the first step: zeros ``(B, n_L)`` and ``(L,)``."""
+    return jnp.zeros_like(states0[-1].spike), jnp.zeros((len(states0),), jnp.float32)
 
 
 def _net_backward(neurons, matmul, params, ws, recs, masks, states0, saved, cots, ext, acc):
@@ -313,22 +324,20 @@ def _network(neurons, matmul, chunk, params, ws, bs, recs, first, masks, states0
 def _network_fwd(neurons, matmul, chunk, params, ws, bs, recs, first, masks, states0):
     net = (neurons, matmul, params, ws, bs, recs)
     steps = first.shape[0]
+    stats0 = _zero_stats(states0)
     if not _chunked(chunk, steps):
-        finals, saved = _net_forward(*net, first, masks, states0)
-        spike_sum, counts = _spike_stats(neurons, params, saved)
+        (finals, (spike_sum, counts)), saved = _net_forward(*net, first, masks, states0, stats0)
         res = (params, ws, bs, recs, masks, states0, saved, None)
         return (finals, spike_sum, counts), res
 
     def run_chunk(carry, inp):
-        start, spike_sum, counts = carry
-        end, saved_c = _net_forward(*net, *inp, start)
-        s, c = _spike_stats(neurons, params, saved_c)
-        return (end, spike_sum + s, counts + c), start
+        start, stats = carry
+        (end, stats), _ = _net_forward(*net, *inp, start, stats)
+        return (end, stats), start
 
     n_chunks = steps // chunk
-    carry0 = (tuple(states0), jnp.zeros_like(states0[-1].spike), jnp.zeros((len(neurons),)))
     xs = (_split(first, n_chunks), jax.tree.map(lambda m: _split(m, n_chunks), masks))
-    (finals, spike_sum, counts), starts = jax.lax.scan(run_chunk, carry0, xs)
+    (finals, (spike_sum, counts)), starts = jax.lax.scan(run_chunk, (tuple(states0), stats0), xs)
     res = (params, ws, bs, recs, masks, states0, starts, first)
     return (finals, spike_sum, counts), res
 
@@ -358,7 +367,7 @@ def _network_bwd(neurons, matmul, chunk, res, cts):
             cots_end, acc = carry
             start, first_c, masks_c = inp
             _, saved_c = _net_forward(
-                neurons, matmul, params, ws, bs, recs, first_c, masks_c, start
+                neurons, matmul, params, ws, bs, recs, first_c, masks_c, start, _zero_stats(start)
             )
             cots_start, d_c, acc = _net_backward(*back, masks_c, start, saved_c, cots_end, ext, acc)
             return (cots_start, acc), d_c

@@ -67,6 +67,7 @@ __all__ = [
     "make_neuron",
     "neuron_settings",
     "coupling",
+    "adaptive_threshold",
 ]
 
 RESET_ORDERS = ("official", "paper")
@@ -111,6 +112,13 @@ def _unless(detach_reset: bool, x: jax.Array) -> jax.Array:
     return jnp.zeros_like(x) if detach_reset else x
 
 
+def _fire(state_type, fields, spike_fn, excess):
+    """A step's result ``(state_type(*fields, spike), spike)`` with ``spike =
+    spike_fn(excess)``; ``excess`` is the thresholded compartment minus the threshold."""
+    spike = spike_fn(excess)
+    return state_type(*fields, spike), spike
+
+
 def coupling(c: jax.Array) -> tuple[jax.Array, jax.Array]:
     """(b1, b2) = (-sigmoid(c1), sigmoid(c2)) from TC-LIF's raw parameter c[..., :2]."""
     return -jax.nn.sigmoid(c[..., 0]), jax.nn.sigmoid(c[..., 1])
@@ -150,8 +158,7 @@ def tclif_step(
     else:
         raise ValueError(f"Unknown reset_order {reset_order!r}; valid: {RESET_ORDERS}.")
     soma = soma + probe
-    spike = spike_fn(soma - v_th)
-    return TCLIFState(dendrite, soma, spike), spike
+    return _fire(TCLIFState, (dendrite, soma), spike_fn, soma - v_th)
 
 
 def tclif_adjoint(
@@ -222,8 +229,7 @@ def two_compartment_step(
     s = _reset_spike(state.spike, detach_reset)
     dendrite = a1 * state.dendrite + b1 * state.soma + current - gamma * s
     soma = a2 * state.soma + b2 * dendrite - v_th * s + probe
-    spike = spike_fn(soma - v_th)
-    return TCLIFState(dendrite, soma, spike), spike
+    return _fire(TCLIFState, (dendrite, soma), spike_fn, soma - v_th)
 
 
 def two_compartment_adjoint(
@@ -291,8 +297,7 @@ def lif_step(
     else:
         raise ValueError(f"Unknown reset_order {reset_order!r}; valid: {RESET_ORDERS}.")
     potential = potential + probe
-    spike = spike_fn(potential - v_th)
-    return LIFState(potential, spike), spike
+    return _fire(LIFState, (potential,), spike_fn, potential - v_th)
 
 
 def lif_adjoint(
@@ -357,8 +362,7 @@ def plif_step(
     s = _reset_spike(state.spike, detach_reset)
     decay = 1.0 - jax.nn.sigmoid(params["w"])
     potential = decay * state.potential * (1.0 - s) + current + probe
-    spike = spike_fn(potential - v_th)
-    return LIFState(potential, spike), spike
+    return _fire(LIFState, (potential,), spike_fn, potential - v_th)
 
 
 def plif_adjoint(
@@ -387,6 +391,11 @@ def plif_adjoint(
     return cot_prev, V, (V * kept,)
 
 
+def adaptive_threshold(adaptation, v_th: float, beta_adapt: float):
+    """Both ALIFs' threshold A = v_th + beta_adapt a for the adaptation ``a (..., n)``."""
+    return v_th + beta_adapt * adaptation
+
+
 def alif_step(
     params,
     state: ALIFState,
@@ -412,11 +421,11 @@ def alif_step(
     alpha = math.exp(-1.0 / tau_m)
     rho = math.exp(-1.0 / tau_adapt)
     s = _reset_spike(state.spike, detach_reset)
-    old_threshold = v_th + beta_adapt * state.adaptation
+    old_threshold = adaptive_threshold(state.adaptation, v_th, beta_adapt)
     adaptation = rho * state.adaptation + (1.0 - rho) * state.spike
     potential = alpha * state.potential + current - old_threshold * s + probe
-    spike = spike_fn(potential - (v_th + beta_adapt * adaptation))
-    return ALIFState(potential, adaptation, spike), spike
+    threshold = adaptive_threshold(adaptation, v_th, beta_adapt)
+    return _fire(ALIFState, (potential, adaptation), spike_fn, potential - threshold)
 
 
 def alif_adjoint(
@@ -443,10 +452,12 @@ def alif_adjoint(
     """
     alpha = math.exp(-1.0 / tau_m)
     rho = math.exp(-1.0 / tau_adapt)
-    g = spike_fn.derivative(state.potential - (v_th + beta_adapt * state.adaptation))
+    g = spike_fn.derivative(
+        state.potential - adaptive_threshold(state.adaptation, v_th, beta_adapt)
+    )
     V = cot.potential + g * cot.spike
     Q = cot.adaptation - beta_adapt * g * cot.spike
-    old_threshold = v_th + beta_adapt * prev.adaptation
+    old_threshold = adaptive_threshold(prev.adaptation, v_th, beta_adapt)
     cot_prev = ALIFState(
         alpha * V,
         rho * Q - beta_adapt * prev.spike * V,
@@ -486,12 +497,12 @@ def alif_official_step(
     alpha = jnp.exp(-1.0 / jax.nn.sigmoid(c[..., 0]))
     r = jnp.exp(-1.0 / jax.nn.sigmoid(c[..., 1]))
     s = _reset_spike(state.spike, detach_reset)
-    old_threshold = v_th + beta_adapt * state.adaptation
+    old_threshold = adaptive_threshold(state.adaptation, v_th, beta_adapt)
     after_reset = state.potential - old_threshold * s
     adaptation = r * state.adaptation + (1.0 - r) * spike_fn(after_reset - old_threshold)
     potential = alpha * after_reset + (1.0 - alpha) * current + probe
-    spike = spike_fn(potential - (v_th + beta_adapt * adaptation))
-    return ALIFState(potential, adaptation, spike), spike
+    threshold = adaptive_threshold(adaptation, v_th, beta_adapt)
+    return _fire(ALIFState, (potential, adaptation), spike_fn, potential - threshold)
 
 
 def alif_official_adjoint(
@@ -522,10 +533,12 @@ def alif_official_adjoint(
     c = params["c"]
     alpha = jnp.exp(-1.0 / jax.nn.sigmoid(c[..., 0]))
     r = jnp.exp(-1.0 / jax.nn.sigmoid(c[..., 1]))
-    old_threshold = v_th + beta_adapt * prev.adaptation
+    old_threshold = adaptive_threshold(prev.adaptation, v_th, beta_adapt)
     after_reset = prev.potential - old_threshold * prev.spike
     x_prime = after_reset - old_threshold
-    g = spike_fn.derivative(state.potential - (v_th + beta_adapt * state.adaptation))
+    g = spike_fn.derivative(
+        state.potential - adaptive_threshold(state.adaptation, v_th, beta_adapt)
+    )
     V = cot.potential + g * cot.spike
     E = cot.adaptation - beta_adapt * g * cot.spike
     through_spike = spike_fn.derivative(x_prime) * (1.0 - r) * E
@@ -576,8 +589,7 @@ def glif_step(
         - (1.0 - g) * sig["reset"] * s
         + probe
     )
-    spike = spike_fn(potential - sig["threshold"])
-    return LIFState(potential, spike), spike
+    return _fire(LIFState, (potential,), spike_fn, potential - sig["threshold"])
 
 
 def glif_adjoint(
@@ -965,7 +977,7 @@ class _AdaptiveBase(Neuron):
         return super().step_kwargs(params) | {"beta_adapt": self.beta_adapt}
 
     def firing_threshold(self, params, fields):
-        return self.v_th + self.beta_adapt * fields["adaptation"]
+        return adaptive_threshold(fields["adaptation"], self.v_th, self.beta_adapt)
 
 
 @dataclasses.dataclass(frozen=True)
