@@ -7,19 +7,21 @@ The public API, by layer (each module's docstring has the details):
   ``get_surrogate``;
 * networks: ``NetworkConfig``, ``PRESETS``, ``SpikingDense``, ``Readout``,
   ``SpikingNetwork``, ``from_preset``, ``from_config``, ``parameters``, ``apply``,
-  ``count_params``;
+  ``count_params``; typed parameters ``NetworkParams``, ``LayerParams``, ``Dense``;
+* how a network runs: ``Execution`` (strategy, backward, remat, product precision);
 * official weights: ``from_official``, ``to_official``.
 
 Training (``tclif_jax.train``), data (``tclif_jax.data``), analyses
 (``tclif_jax.analysis``) and plots (``tclif_jax.plotting``) are imported as modules.
 """
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"
 
 from tclif_jax.config import PRESETS as PRESETS
 from tclif_jax.config import NetworkConfig as NetworkConfig
 from tclif_jax.convert import from_official as from_official
 from tclif_jax.convert import to_official as to_official
+from tclif_jax.execution import Execution as Execution
 from tclif_jax.layers import Readout as Readout
 from tclif_jax.layers import SpikingDense as SpikingDense
 from tclif_jax.models import SpikingNetwork as SpikingNetwork
@@ -38,5 +40,8 @@ from tclif_jax.neurons import ALIFOfficial as ALIFOfficial
 from tclif_jax.neurons import Neuron as Neuron
 from tclif_jax.neurons import TwoCompartment as TwoCompartment
 from tclif_jax.neurons import make_neuron as make_neuron
+from tclif_jax.params import Dense as Dense
+from tclif_jax.params import LayerParams as LayerParams
+from tclif_jax.params import NetworkParams as NetworkParams
 from tclif_jax.surrogate import Surrogate as Surrogate
 from tclif_jax.surrogate import get_surrogate as get_surrogate

@@ -38,9 +38,7 @@ the same step, through its dropout mask M_l[t]::
 its adjoint to every S_l[t]). In both, the first layer's feed-forward current is an input,
 computed and differentiated outside as one large product. The fused forward sums the last
 layer's spikes and counts every layer's in its loop, so no (T, B, n) spike array is ever
-written. On CPU (smnist-ff-64, batch 256, f32) its train step runs at 0.88-0.96x of the
-one built on the TC-LIF-only wavefront kernel it replaced (both in one process;
-``benchmarks/RESULTS.md``, "Before and after").
+written.
 
 ``remat_chunk = c > 0``: chunked residuals. The forward keeps only the state at the start
 of every chunk of c steps (and the input currents); the backward re-runs each chunk's
@@ -56,11 +54,16 @@ Tested against autodiff (``backward="autodiff"``) to 1e-5 for every registered n
 from __future__ import annotations
 
 import functools
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 
-__all__ = ["layer", "network", "check_chunk", "time_sum", "layer_input"]
+from tclif_jax.execution import MatmulPolicy
+from tclif_jax.params import Dense, LayerParams
+from tclif_jax.steps import layer_step, network_step
+
+__all__ = ["layer", "network", "check_chunk", "time_sum"]
 
 
 def check_chunk(length: int, chunk: int) -> None:
@@ -74,10 +77,9 @@ def check_chunk(length: int, chunk: int) -> None:
 
 
 def time_sum(a: jax.Array) -> jax.Array:
-    """``sum_t a[t]`` for ``a (T, ...)``, as a loop of adds. XLA:CPU (jax 0.10.2) runs a
-    reduction over the leading axis alone ((T, B, n) -> (B, n)) 20-30x slower than this:
-    60-80 ms against 2-3 ms at (250, 256, 128); reductions over every axis, or over
-    (T, B), are fast and need no help."""
+    """``sum_t a[t]`` for ``a (T, ...)``, as a loop of adds. XLA:CPU runs a reduction over
+    the leading axis alone ((T, B, n) -> (B, n)) 20-30x slower than this; reductions over
+    every axis, or over (T, B), are fast and need no help."""
     return jax.lax.scan(lambda acc, a_t: (acc + a_t, None), jnp.zeros(a.shape[1:], a.dtype), a)[0]
 
 
@@ -123,24 +125,25 @@ def _add(a, b):
     return jax.tree.map(jnp.add, a, b)
 
 
-def layer_input(matmul, rec, state, current):
-    """A layer's input at one step: its feed-forward current plus, for a recurrent layer
-    (``rec`` = ``{"kernel", "bias"}``, else None), ``S[t-1] @ W_rec + b_rec``."""
-    if rec is None:
-        return current
-    return current + matmul(state.spike, rec["kernel"]) + rec["bias"]
-
-
 # ----------------------------------------------------------------------------- one layer
+
+
+class _LayerResiduals(NamedTuple):
+    neuron_params: Any
+    recurrent: Dense | None
+    state0: Any
+    saved: Any  # per-step residuals (t, B, n) each; chunked: each chunk's start state
+    spikes: jax.Array | None  # S[t] (T, B, n), kept for dW_rec in a recurrent layer
+    current: jax.Array | None  # the feed-forward current, kept when chunked
 
 
 def _layer_forward(neuron, matmul, params, rec, current, state0):
     """Run ``current (t, B, n)`` from ``state0``: (final state, residuals (t, B, n) each)."""
+    lp = LayerParams(None, rec, params)
 
     def body(state, cur_t):
-        cur = layer_input(matmul, rec, state, cur_t)
-        new, _ = neuron.step(params, state, cur)
-        return new, neuron.save(params, new, cur)
+        new, _, inp = layer_step(neuron, lp, state, cur_t, matmul)
+        return new, neuron.save(params, new, inp)
 
     return jax.lax.scan(body, state0, current)
 
@@ -155,7 +158,7 @@ def _layer_backward(neuron, matmul, params, rec, state0, saved, cot_end, cot_spi
         prev = _previous(neuron, params, saved, k, state0)
         cot_prev, d_current, terms = neuron.adjoint(params, prev, saved_k, _add_spike(cot, g_k))
         if rec is not None:
-            cot_prev = _add_spike(cot_prev, matmul.grad_x(d_current, rec["kernel"]))
+            cot_prev = _add_spike(cot_prev, matmul.grad_x(d_current, rec.kernel))
         return (cot_prev, _add(acc, terms)), d_current
 
     xs = (jnp.arange(steps), saved, cot_spikes)
@@ -173,8 +176,8 @@ def _layer_fwd(neuron, matmul, chunk, params, rec, current, state0):
     if not _chunked(chunk, steps):
         final, saved = _layer_forward(neuron, matmul, params, rec, current, state0)
         spikes = neuron.restore(params, saved).spike
-        keep = spikes if rec is not None else None  # dW_rec's S[t-1]
-        return (final, spikes), (params, rec, state0, saved, keep, None)
+        keep = spikes if rec is not None else None
+        return (final, spikes), _LayerResiduals(params, rec, state0, saved, keep, None)
 
     def run_chunk(start, cur_c):
         end, saved_c = _layer_forward(neuron, matmul, params, rec, cur_c, start)
@@ -183,20 +186,19 @@ def _layer_fwd(neuron, matmul, chunk, params, rec, current, state0):
     final, (starts, spikes) = jax.lax.scan(run_chunk, state0, _split(current, steps // chunk))
     spikes = _merge(spikes)
     keep = spikes if rec is not None else None
-    return (final, spikes), (params, rec, state0, starts, keep, current)
+    return (final, spikes), _LayerResiduals(params, rec, state0, starts, keep, current)
 
 
-def _layer_bwd(neuron, matmul, chunk, res, cts):
-    params, rec, state0, saved, spikes, current = res
+def _layer_bwd(neuron, matmul, chunk, res: _LayerResiduals, cts):
+    params, rec = res.neuron_params, res.recurrent
     cot_final, cot_spikes = cts
-    steps = cot_spikes.shape[0]
-    acc = _zero_terms(neuron, params, state0)
-    if current is None:
+    acc = _zero_terms(neuron, params, res.state0)
+    if res.current is None:
         cot0, d_current, acc = _layer_backward(
-            neuron, matmul, params, rec, state0, saved, cot_final, cot_spikes, acc
+            neuron, matmul, params, rec, res.state0, res.saved, cot_final, cot_spikes, acc
         )
     else:
-        starts, n_chunks = saved, steps // chunk
+        n_chunks = cot_spikes.shape[0] // chunk
 
         def run_chunk(carry, inp):
             cot_end, acc = carry
@@ -207,67 +209,81 @@ def _layer_bwd(neuron, matmul, chunk, res, cts):
             )
             return (cot_start, acc), d_c
 
-        xs = (starts, _split(current, n_chunks), _split(cot_spikes, n_chunks))
+        xs = (res.saved, _split(res.current, n_chunks), _split(cot_spikes, n_chunks))
         (cot0, acc), d_current = jax.lax.scan(run_chunk, (cot_final, acc), xs, reverse=True)
         d_current = _merge(d_current)
     d_rec = None
     if rec is not None:
-        s_prev = jnp.concatenate([state0.spike[None], spikes[:-1]])
-        d_rec = {"kernel": matmul.grad_w(s_prev, d_current), "bias": jnp.sum(d_current, (0, 1))}
+        s_prev = jnp.concatenate([res.state0.spike[None], res.spikes[:-1]])
+        d_rec = Dense(matmul.grad_w(s_prev, d_current), jnp.sum(d_current, (0, 1)))
     return neuron.param_grads(params, acc), d_rec, d_current, cot0
 
 
 _layer.defvjp(_layer_fwd, _layer_bwd)
 
 
-def layer(neuron, params, current, state0, matmul, rec=None, remat_chunk: int = 0):
+def layer(neuron, params: LayerParams, current, state0, matmul: MatmulPolicy, remat_chunk=0):
     """One spiking layer over time with the hand-written backward.
 
     Args:
       neuron: the layer's ``Neuron`` (static).
-      params: its neuron parameters (a dict).
-      current: the feed-forward current ``(T, B, n)`` (dropout already applied).
+      params: the layer's ``LayerParams``; its ``dense`` is not used (``current`` is given).
+      current: the feed-forward current ``(T, B, n)``, time-major, dropout applied.
       state0: the initial state, each field ``(B, n)``.
       matmul: the ``MatmulPolicy`` of the recurrent product.
-      rec: ``{"kernel" (n, n), "bias" (n,)}`` for a recurrent layer, else None.
       remat_chunk: chunked residuals when > 0 (module docstring).
 
     Returns:
-      ``(final_state, spikes (T, B, n))``, differentiable in params, current, state0, rec.
+      ``(final_state, spikes (T, B, n))``, differentiable in the neuron and recurrent
+      parameters, ``current`` and ``state0``.
     """
-    return _layer(neuron, matmul, int(remat_chunk), params, rec, current, state0)
+    return _layer(
+        neuron, matmul, int(remat_chunk), params.neuron, params.recurrent, current, state0
+    )
 
 
 # ----------------------------------------------------------------------------- the network
 
 
-def _net_forward(neurons, matmul, params, ws, bs, recs, first, masks, states0, stats0):
-    """All layers over ``first (t, B, n_0)`` (the first layer's feed-forward current) with
+class _NetResiduals(NamedTuple):
+    layers: tuple[LayerParams, ...]
+    masks: tuple
+    states0: tuple
+    saved: tuple  # per layer per-step residuals; chunked: each chunk's start states
+    first: jax.Array | None  # layer 0's current, kept when chunked
+
+
+class _NetAccumulators(NamedTuple):
+    """Per layer: ``param_grads`` terms, dW, dI summed over time (for b), dW_rec and dI
+    summed over time (for b_rec); None where a layer has no such parameter."""
+
+    terms: tuple
+    dw: tuple
+    db: tuple
+    dw_rec: tuple
+    db_rec: tuple
+
+
+def _net_forward(neurons, matmul, layers, first, masks, states0, stats0):
+    """All layers over ``first (t, B, n_0)`` (layer 0's feed-forward current) with
     ``masks`` (per layer ``(t, B, n_l)`` or None), from ``states0`` and the running
-    ``stats0 = (spike_sum (B, n_L), counts (L,))``: returns ((final states, stats), residuals
-    per layer).
+    ``stats0 = (spike_sum (B, n_L), counts (L,))``: returns ((final states, stats),
+    residuals per layer).
 
     The spike statistics are accumulated inside the loop, where each step's spikes are at
-    hand; rebuilding them from the residuals after the loop wrote every layer's (t, B, n)
-    spikes once more (0.46 GB on smnist-ff-64 at batch 256) and cost a second pass.
+    hand, so no (t, B, n) spike array is written.
     """
 
     def body(carry, inp):
         states, (spike_sum, counts) = carry
-        h, masks_t = inp
-        new_states, saved, step_counts = [], [], []
-        for l, nrn in enumerate(neurons):
-            if l:
-                h = matmul(h, ws[l]) + bs[l]
-                if masks_t[l] is not None:
-                    h = h * masks_t[l]
-            cur = layer_input(matmul, recs[l], states[l], h)
-            new, h = nrn.step(params[l], states[l], cur)
-            new_states.append(new)
-            saved.append(nrn.save(params[l], new, cur))
-            step_counts.append(jnp.sum(h))
-        stats = (spike_sum + h, counts + jnp.stack(step_counts))
-        return (tuple(new_states), stats), tuple(saved)
+        first_t, masks_t = inp
+        new_states, spikes, inputs = network_step(neurons, layers, states, first_t, masks_t, matmul)
+        saved = tuple(
+            nrn.save(lp.neuron, st, i)
+            for nrn, lp, st, i in zip(neurons, layers, new_states, inputs)
+        )
+        stats = (spike_sum + spikes[-1], counts + jnp.stack([jnp.sum(s) for s in spikes]))
+        return (tuple(new_states), stats), saved
 
     return jax.lax.scan(body, (tuple(states0), stats0), (first, masks))
 
@@ -277,39 +293,40 @@ def _zero_stats(states0):
     return jnp.zeros_like(states0[-1].spike), jnp.zeros((len(states0),), jnp.float32)
 
 
-def _net_backward(neurons, matmul, params, ws, recs, masks, states0, saved, cots, ext, acc):
+def _net_backward(neurons, matmul, layers, masks, states0, saved, cots, ext, acc):
     """Adjoints over the steps of ``saved``. ``cots``: the adjoints of the states at the
-    end; ``ext``: (adjoint of the spike sum (B, n_L), of the counts (L,)); ``acc``: per
-    layer (terms, dW, dI summed for b, dW_rec, dI summed for b_rec). Returns (adjoints of
-    ``states0``, the first layer's dI (t, B, n_0), acc)."""
+    end; ``ext``: (adjoint of the spike sum (B, n_L), of the counts (L,)); ``acc``: the
+    ``_NetAccumulators``. Returns (adjoints of ``states0``, layer 0's dI (t, B, n_0), acc)."""
     g_sum, g_counts = ext
     steps = jax.tree.leaves(saved)[0].shape[0]
 
     def body(carry, inp):
         cots, acc = carry
         k, masks_k = inp
-        cots, acc = list(cots), [list(a) for a in acc]
-        terms, dws, dbs, dwrs, dbrs = acc
+        cots = list(cots)
+        terms, dws, dbs, dwrs, dbrs = (list(a) for a in acc)
         above = g_sum  # the adjoint of this layer's S[k] from the layer above (or readout)
         for l in reversed(range(len(neurons))):
-            nrn = neurons[l]
-            prev = _previous(nrn, params[l], saved[l], k, states0[l])
+            nrn, lp = neurons[l], layers[l]
+            prev = _previous(nrn, lp.neuron, saved[l], k, states0[l])
             cot = _add_spike(cots[l], above + g_counts[l])
-            cot_prev, d_cur, t_l = nrn.adjoint(params[l], prev, _at(saved[l], k), cot)
+            cot_prev, d_cur, t_l = nrn.adjoint(lp.neuron, prev, _at(saved[l], k), cot)
             terms[l] = _add(terms[l], t_l)
-            if recs[l] is not None:
-                cot_prev = _add_spike(cot_prev, matmul.grad_x(d_cur, recs[l]["kernel"]))
+            if lp.recurrent is not None:
+                cot_prev = _add_spike(cot_prev, matmul.grad_x(d_cur, lp.recurrent.kernel))
                 dwrs[l] = dwrs[l] + matmul.grad_w(prev.spike, d_cur)
                 dbrs[l] = dbrs[l] + d_cur
             cots[l] = cot_prev
             if l:
                 if masks_k[l] is not None:
                     d_cur = d_cur * masks_k[l]
-                s_in = neurons[l - 1].restore(params[l - 1], _at(saved[l - 1], k)).spike
+                below = layers[l - 1].neuron
+                s_in = neurons[l - 1].restore(below, _at(saved[l - 1], k)).spike
                 dws[l] = dws[l] + matmul.grad_w(s_in, d_cur)
                 dbs[l] = dbs[l] + d_cur
-                above = matmul.grad_x(d_cur, ws[l])
-        return (tuple(cots), tuple(tuple(a) for a in acc)), d_cur
+                above = matmul.grad_x(d_cur, lp.dense.kernel)
+        acc = _NetAccumulators(*(tuple(a) for a in (terms, dws, dbs, dwrs, dbrs)))
+        return (tuple(cots), acc), d_cur
 
     xs = (jnp.arange(steps), masks)
     (cots0, acc), d_first = jax.lax.scan(body, (tuple(cots), acc), xs, reverse=True)
@@ -317,89 +334,101 @@ def _net_backward(neurons, matmul, params, ws, recs, masks, states0, saved, cots
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(0, 1, 2))
-def _network(neurons, matmul, chunk, params, ws, bs, recs, first, masks, states0):
-    return _network_fwd(neurons, matmul, chunk, params, ws, bs, recs, first, masks, states0)[0]
+def _network(neurons, matmul, chunk, layers, first, masks, states0):
+    return _network_fwd(neurons, matmul, chunk, layers, first, masks, states0)[0]
 
 
-def _network_fwd(neurons, matmul, chunk, params, ws, bs, recs, first, masks, states0):
-    net = (neurons, matmul, params, ws, bs, recs)
+def _network_fwd(neurons, matmul, chunk, layers, first, masks, states0):
     steps = first.shape[0]
     stats0 = _zero_stats(states0)
     if not _chunked(chunk, steps):
-        (finals, (spike_sum, counts)), saved = _net_forward(*net, first, masks, states0, stats0)
-        res = (params, ws, bs, recs, masks, states0, saved, None)
+        (finals, (spike_sum, counts)), saved = _net_forward(
+            neurons, matmul, layers, first, masks, states0, stats0
+        )
+        res = _NetResiduals(layers, masks, states0, saved, None)
         return (finals, spike_sum, counts), res
 
     def run_chunk(carry, inp):
         start, stats = carry
-        (end, stats), _ = _net_forward(*net, *inp, start, stats)
+        (end, stats), _ = _net_forward(neurons, matmul, layers, *inp, start, stats)
         return (end, stats), start
 
     n_chunks = steps // chunk
     xs = (_split(first, n_chunks), jax.tree.map(lambda m: _split(m, n_chunks), masks))
     (finals, (spike_sum, counts)), starts = jax.lax.scan(run_chunk, (tuple(states0), stats0), xs)
-    res = (params, ws, bs, recs, masks, states0, starts, first)
+    res = _NetResiduals(layers, masks, states0, starts, first)
     return (finals, spike_sum, counts), res
 
 
-def _network_bwd(neurons, matmul, chunk, res, cts):
-    params, ws, bs, recs, masks, states0, saved, first = res
-    cot_finals, g_sum, g_counts = cts
-    n_layers = len(neurons)
-    zeros = [jnp.zeros_like(s.spike) for s in states0]
-    acc = (
-        tuple(_zero_terms(nrn, p, s) for nrn, p, s in zip(neurons, params, states0)),
-        tuple(None if w is None else jnp.zeros(w.shape, jnp.float32) for w in ws),
-        tuple(zeros),
-        tuple(None if r is None else jnp.zeros(r["kernel"].shape, jnp.float32) for r in recs),
-        tuple(zeros),
+def _zero_accumulators(neurons, layers, states0) -> _NetAccumulators:
+    zeros = tuple(jnp.zeros_like(s.spike) for s in states0)
+
+    def zeros_like(dense):
+        return None if dense is None else jnp.zeros(dense.kernel.shape, jnp.float32)
+
+    return _NetAccumulators(
+        tuple(_zero_terms(nrn, lp.neuron, s) for nrn, lp, s in zip(neurons, layers, states0)),
+        tuple(zeros_like(lp.dense) for lp in layers),
+        zeros,
+        tuple(zeros_like(lp.recurrent) for lp in layers),
+        zeros,
     )
+
+
+def _network_bwd(neurons, matmul, chunk, res: _NetResiduals, cts):
+    layers, masks, states0 = res.layers, res.masks, res.states0
+    cot_finals, g_sum, g_counts = cts
+    acc = _zero_accumulators(neurons, layers, states0)
     ext = (g_sum, g_counts)
-    back = (neurons, matmul, params, ws, recs)
-    if first is None:
+    if res.first is None:
         cots0, d_first, acc = _net_backward(
-            *back, masks, states0, saved, tuple(cot_finals), ext, acc
+            neurons, matmul, layers, masks, states0, res.saved, tuple(cot_finals), ext, acc
         )
     else:
-        n_chunks = first.shape[0] // chunk
+        n_chunks = res.first.shape[0] // chunk
 
         def run_chunk(carry, inp):
             cots_end, acc = carry
             start, first_c, masks_c = inp
             _, saved_c = _net_forward(
-                neurons, matmul, params, ws, bs, recs, first_c, masks_c, start, _zero_stats(start)
+                neurons, matmul, layers, first_c, masks_c, start, _zero_stats(start)
             )
-            cots_start, d_c, acc = _net_backward(*back, masks_c, start, saved_c, cots_end, ext, acc)
+            cots_start, d_c, acc = _net_backward(
+                neurons, matmul, layers, masks_c, start, saved_c, cots_end, ext, acc
+            )
             return (cots_start, acc), d_c
 
-        xs = (saved, _split(first, n_chunks), jax.tree.map(lambda m: _split(m, n_chunks), masks))
+        xs = (
+            res.saved,
+            _split(res.first, n_chunks),
+            jax.tree.map(lambda m: _split(m, n_chunks), masks),
+        )
         (cots0, acc), d_first = jax.lax.scan(run_chunk, (tuple(cot_finals), acc), xs, reverse=True)
         d_first = _merge(d_first)
-    terms, dws, dbs, dwrs, dbrs = acc
-    d_params = tuple(nrn.param_grads(p, t) for nrn, p, t in zip(neurons, params, terms))
-    d_bs = tuple(None if l == 0 else jnp.sum(dbs[l], 0) for l in range(n_layers))
-    d_recs = tuple(
-        None if r is None else {"kernel": dwrs[l], "bias": jnp.sum(dbrs[l], 0)}
-        for l, r in enumerate(recs)
+    d_layers = tuple(
+        LayerParams(
+            None if lp.dense is None else Dense(acc.dw[l], jnp.sum(acc.db[l], 0)),
+            None if lp.recurrent is None else Dense(acc.dw_rec[l], jnp.sum(acc.db_rec[l], 0)),
+            neurons[l].param_grads(lp.neuron, acc.terms[l]),
+        )
+        for l, lp in enumerate(layers)
     )
-    return d_params, dws, d_bs, d_recs, d_first, None, cots0
+    return d_layers, d_first, None, cots0
 
 
 _network.defvjp(_network_fwd, _network_bwd)
 
 
-def network(neurons, params, ws, bs, recs, first, masks, states0, matmul, remat_chunk: int = 0):
+def network(neurons, layers, first, masks, states0, matmul: MatmulPolicy, remat_chunk=0):
     """Every spiking layer over time in one loop, with the hand-written backward.
 
     Args:
-      neurons: per layer its ``Neuron`` (a tuple; static).
-      params: per layer its neuron parameters (dicts).
-      ws, bs: per layer its feed-forward kernel ``(n_{l-1}, n_l)`` and bias ``(n_l,)``;
-        None for layer 0, whose current ``first`` is given.
-      recs: per layer ``{"kernel" (n, n), "bias" (n,)}`` or None.
-      first: layer 0's feed-forward current ``(T, B, n_0)`` (dropout applied).
+      neurons: per layer its ``Neuron`` (static).
+      layers: per layer its ``LayerParams``; layer 0's ``dense`` is not used (``first``
+        is its current).
+      first: layer 0's feed-forward current ``(T, B, n_0)``, time-major, dropout applied.
       masks: per layer a dropout mask ``(T, B, n_l)`` on the feed-forward current, or
-        None (layer 0's is None: it is in ``first``).
+        None (layer 0's is ignored: it is in ``first``).
       states0: per layer the initial state (fields ``(B, n_l)``).
       matmul: the ``MatmulPolicy``.
       remat_chunk: chunked residuals when > 0 (module docstring).
@@ -408,15 +437,13 @@ def network(neurons, params, ws, bs, recs, first, masks, states0, matmul, remat_
       ``(final_states, spike_sum (B, n_L), counts (L,))``: the states after the last step,
       the last layer's spikes summed over time, and every layer's total spike count.
     """
+    layers = (layers[0]._replace(dense=None), *layers[1:])
     return _network(
         tuple(neurons),
         matmul,
         int(remat_chunk),
-        tuple(params),
-        tuple(ws),
-        tuple(bs),
-        tuple(recs),
+        tuple(layers),
         first,
-        tuple(masks),
+        (None, *masks[1:]),
         tuple(states0),
     )

@@ -10,40 +10,31 @@ Example::
 
     cfg = NetworkConfig.from_preset("smnist-ff-64", neuron="lif", v_th=0.8)
     cfg.hidden, cfg.settings                 # (64, 256, 256), {'v_th': 0.8}
-    cfg.replace(strategy="layerwise")        # a validated copy
+    cfg.replace(dropout=0.1)                 # a validated copy
+
+How the network runs (loop strategy, backward, remat, product precision) is not part of
+it: that is ``tclif_jax.execution.Execution``, passed beside it.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
+import numbers
 import typing
 from typing import Any
 
-import jax.numpy as jnp
-
+from tclif_jax.execution import EXECUTION_FIELDS
 from tclif_jax.neurons import NEURONS, Neuron, make_neuron, neuron_settings
 
 __all__ = [
     "NetworkConfig",
     "PRESETS",
-    "STRATEGIES",
     "READOUTS",
-    "MATMUL_DTYPES",
-    "MATMUL_PRECISIONS",
-    "BACKWARDS",
     "config_fields",
 ]
 
-STRATEGIES = ("auto", "layerwise", "fused")
 READOUTS = ("sum", "mean", "last")
-MATMUL_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
-# Names of jax.lax.Precision for f32 products. "highest": full f32 (what the official
-# code gets from torch >= 1.12); "default" lets a GPU use TF32.
-MATMUL_PRECISIONS = ("highest", "high", "default")
-# "auto": the hand-written adjoints of tclif_jax.adjoint (every neuron declares its own);
-# "autodiff": JAX's autodiff through the scan (the reference the adjoints are tested on).
-BACKWARDS = ("auto", "autodiff")
 
 
 def _choice(name: str, value, valid) -> None:
@@ -66,13 +57,6 @@ class NetworkConfig:
         on its own S[t-1]).
       dropout: rate on every layer's feed-forward current (training only).
       readout: ``"sum"`` (official: logits summed over steps), ``"mean"`` or ``"last"``.
-      strategy: ``"layerwise"``, ``"fused"`` or ``"auto"`` (see ``tclif_jax.network``).
-      matmul_dtype: ``"float32"`` or ``"bfloat16"`` (bf16 operands, f32 accumulation;
-        neuron state and master weights stay f32).
-      matmul_precision: precision of f32 products, ``"highest"`` (full f32, the default,
-        as the official code) or ``"default"`` (lets GPUs use TF32).
-      remat_chunk: if > 0, rematerialise the scan in chunks of this many steps.
-      backward: ``"auto"`` (hand-written adjoint where one exists) or ``"autodiff"``.
       time_steps: the sequence length a preset was made for (0: unspecified); the
         network itself runs any length.
     """
@@ -85,11 +69,6 @@ class NetworkConfig:
     recurrent: tuple[bool, ...] = ()
     dropout: float = 0.0
     readout: str = "sum"
-    strategy: str = "auto"
-    matmul_dtype: str = "float32"
-    matmul_precision: str = "highest"
-    remat_chunk: int = 0
-    backward: str = "auto"
     time_steps: int = 0
 
     def __post_init__(self):
@@ -98,8 +77,13 @@ class NetworkConfig:
 
         try:
             hidden = tuple(int(h) for h in self.hidden)
+            whole = all(int(h) == h and not isinstance(h, bool) for h in self.hidden)
         except (TypeError, ValueError):
-            raise ValueError(f"hidden={self.hidden!r} must be a tuple of layer widths.") from None
+            whole = False
+        if not whole:
+            raise ValueError(
+                f"hidden={self.hidden!r} must be a tuple of whole layer widths, e.g. (64, 64)."
+            )
         if not hidden or any(h <= 0 for h in hidden):
             raise ValueError(
                 f"hidden={self.hidden!r} needs at least one layer and every width > 0, "
@@ -108,7 +92,7 @@ class NetworkConfig:
         put("hidden", hidden)
         for name in ("in_features", "num_classes"):
             value = getattr(self, name)
-            if int(value) != value or value <= 0:
+            if not isinstance(value, numbers.Real) or int(value) != value or value <= 0:
                 raise ValueError(f"{name}={value!r} must be a positive integer.")
             put(name, int(value))
         recurrent = tuple(bool(r) for r in (self.recurrent or ()))
@@ -121,13 +105,6 @@ class NetworkConfig:
             raise ValueError(f"dropout={self.dropout!r} must be in [0, 1).")
         put("dropout", float(self.dropout))
         _choice("readout", self.readout, READOUTS)
-        _choice("strategy", self.strategy, STRATEGIES)
-        _choice("matmul_dtype", self.matmul_dtype, tuple(MATMUL_DTYPES))
-        _choice("matmul_precision", self.matmul_precision, MATMUL_PRECISIONS)
-        _choice("backward", self.backward, BACKWARDS)
-        if int(self.remat_chunk) != self.remat_chunk or self.remat_chunk < 0:
-            raise ValueError(f"remat_chunk={self.remat_chunk!r} must be an integer >= 0.")
-        put("remat_chunk", int(self.remat_chunk))
         settings = dict(self.neuron_settings or ())
         put(
             "neuron_settings",
@@ -173,6 +150,12 @@ class NetworkConfig:
         over (``Neuron.preset_settings``). A setting the neuron does not have, or a name
         that is neither a field nor a setting, is a ValueError listing the valid ones.
         """
+        moved = sorted(set(overrides) & set(EXECUTION_FIELDS))
+        if moved:
+            raise ValueError(
+                f"{', '.join(moved)} describe how a network runs, not the network: pass "
+                f"tclif_jax.Execution({moved[0]}=...) to the model or apply (changed in 0.3)."
+            )
         arch = {k: overrides.pop(k) for k in list(overrides) if k in _FIELDS}
         unknown = sorted(set(overrides) - set(neuron_settings()))
         if unknown:

@@ -1,9 +1,9 @@
 """Import (and export) weights in the official PyTorch code's state_dict layout.
 
-One key map, ``official_key_map``, pairs every official name with an NNX parameter path of
-our model (``("layers", 0, "dense", "kernel")``) and the official shape; ``from_official``
-and ``to_official`` only walk it. The official models are ``nn.Sequential`` stacks named
-``features.<i>``, in two layouts (reference section 3):
+One function, ``official_arrays``, pairs every official name with its array in typed
+parameters (``tclif_jax.params.NetworkParams``); ``to_official`` applies it to a model,
+``from_official`` inverts it, and tests apply it to gradients. The official models are
+``nn.Sequential`` stacks named ``features.<i>``, in two layouts (reference section 3):
 
 * S/PS-MNIST: Linear, neuron, Linear, neuron, ..., readout (stride 2);
 * GSC, SHD, SSC: Linear, Dropout, neuron, ... , readout (stride 3).
@@ -11,7 +11,8 @@ and ``to_official`` only walk it. The official models are ``nn.Sequential`` stac
 A recurrent neuron is wrapped: ``features.<k>.hid_weight.{weight,bias}`` and
 ``features.<k>.sub_module.decay_factor``; otherwise ``features.<k>.decay_factor``.
 PyTorch Linear weights are ``(out, in)``; our kernels are ``(in, out)``. ``decay_factor``
-``(1, 2)`` holds TC-LIF's (c1, c2).
+``(1, 2)`` (or ``(n, 2)`` per neuron) holds TC-LIF's (c1, c2). Only TC-LIF networks have
+an official layout; the neuron type is read from its registered name.
 
 Example::
 
@@ -27,9 +28,11 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from tclif_jax.config import NetworkConfig
 from tclif_jax.models import SpikingNetwork, parameters
+from tclif_jax.params import Dense, LayerParams, NetworkParams, to_state
 
-__all__ = ["official_key_map", "from_official", "to_official"]
+__all__ = ["official_arrays", "official_shapes", "from_official", "to_official"]
 
 
 def _stride(keys) -> int:
@@ -38,45 +41,41 @@ def _stride(keys) -> int:
     return 2 if "features.2.weight" in keys else 3
 
 
-def official_key_map(model: SpikingNetwork, stride: int) -> dict[str, tuple[tuple, tuple]]:
-    """``{official key: (official shape, NNX path)}`` for ``model`` in layout ``stride``."""
-    layout = {}
-    for i, layer in enumerate(model.layers):
-        if set(layer.neuron_params) != {"c"}:  # the official layout holds TC-LIF's c only
+def _check_tclif(config: NetworkConfig) -> None:
+    for i, neuron in enumerate(config.neurons):
+        if neuron.name != "tclif":
             raise ValueError(
-                "from_official/to_official support TC-LIF models only; layer "
-                f"{i} has {type(layer.neuron).__name__}."
+                "The official state_dict layout holds TC-LIF networks only; layer "
+                f"{i} is {neuron.name!r}. Save other neurons with tclif_jax.pretrained or "
+                "orbax instead."
             )
+
+
+def official_arrays(config: NetworkConfig, params: NetworkParams, stride: int = 2) -> dict:
+    """``{official key: array in the official shape}`` for ``params`` of ``config``'s
+    network in layout ``stride`` (2: S-MNIST, 3: GSC/SHD/SSC). Also maps gradients."""
+    _check_tclif(config)
+
+    def linear(prefix, dense: Dense):
+        return {f"{prefix}.weight": np.asarray(dense.kernel).T, f"{prefix}.bias": dense.bias}
+
+    out = {}
+    for i, lp in enumerate(params.layers):
         lin, neu = stride * i, stride * i + stride - 1
-        n_in, n = layer.in_features, layer.out_features
-        layout[f"features.{lin}.weight"] = ((n, n_in), ("layers", i, "dense", "kernel"))
-        layout[f"features.{lin}.bias"] = ((n,), ("layers", i, "dense", "bias"))
-        c_shape = (n, 2) if layer.neuron_params["c"][...].ndim == 2 else (1, 2)
-        c_path = ("layers", i, "neuron_params", "c")
-        if layer.is_recurrent:
-            rec = f"features.{neu}.hid_weight"
-            layout[f"{rec}.weight"] = ((n, n), ("layers", i, "recurrent", "kernel"))
-            layout[f"{rec}.bias"] = ((n,), ("layers", i, "recurrent", "bias"))
-            layout[f"features.{neu}.sub_module.decay_factor"] = (c_shape, c_path)
+        out.update(linear(f"features.{lin}", lp.dense))
+        c = np.asarray(lp.neuron["c"]).reshape(-1, 2)
+        if lp.recurrent is not None:
+            out.update(linear(f"features.{neu}.hid_weight", lp.recurrent))
+            out[f"features.{neu}.sub_module.decay_factor"] = c
         else:
-            layout[f"features.{neu}.decay_factor"] = (c_shape, c_path)
-    ro = stride * len(model.layers)
-    h, c = model.hidden[-1], model.num_classes
-    layout[f"features.{ro}.weight"] = ((c, h), ("readout", "kernel"))
-    layout[f"features.{ro}.bias"] = ((c,), ("readout", "bias"))
-    return layout
+            out[f"features.{neu}.decay_factor"] = c
+    out.update(linear(f"features.{stride * len(params.layers)}", params.readout))
+    return {k: np.asarray(v) for k, v in out.items()}
 
 
-def _get(tree, path):
-    for key in path:
-        tree = tree[key]
-    return tree
-
-
-def _set(tree, path, value):
-    for key in path[:-1]:
-        tree = tree[key]
-    tree[path[-1]] = value
+def official_shapes(model: SpikingNetwork, stride: int) -> dict[str, tuple[int, ...]]:
+    """``{official key: shape}`` of ``model`` in layout ``stride``."""
+    return {k: v.shape for k, v in official_arrays(model.config, model.params(), stride).items()}
 
 
 def from_official(model: SpikingNetwork, state_dict: Mapping[str, object]) -> SpikingNetwork:
@@ -86,13 +85,14 @@ def from_official(model: SpikingNetwork, state_dict: Mapping[str, object]) -> Sp
     written unless all keys match.
     """
     sd = {k: np.asarray(v) for k, v in state_dict.items()}
-    layout = official_key_map(model, _stride(sd))
+    stride = _stride(sd)
+    layout = official_shapes(model, stride)
     missing = sorted(set(layout) - set(sd))
     unexpected = sorted(set(sd) - set(layout))
     misshaped = sorted(
-        f"{k}: expected {layout[k][0]}, got {sd[k].shape}"
+        f"{k}: expected {layout[k]}, got {sd[k].shape}"
         for k in set(layout) & set(sd)
-        if tuple(sd[k].shape) != layout[k][0]
+        if tuple(sd[k].shape) != layout[k]
     )
     if missing or unexpected or misshaped:
         raise ValueError(
@@ -101,21 +101,23 @@ def from_official(model: SpikingNetwork, state_dict: Mapping[str, object]) -> Sp
             f"  shape mismatches: {misshaped or 'none'}\n"
             "Check that the preset (ff/rec, width) and per_neuron match the checkpoint."
         )
-    params = parameters(model)
-    for key, (_, path) in layout.items():
-        value = sd[key].astype(np.float32)
-        if path[-1] == "kernel":
-            value = value.T
-        _set(params, path, jnp.asarray(value.reshape(np.shape(_get(params, path)))))
-    nnx.update(model, params)
+
+    def dense(prefix):
+        w, b = sd[f"{prefix}.weight"], sd[f"{prefix}.bias"]
+        return Dense(jnp.asarray(w.T, jnp.float32), jnp.asarray(b, jnp.float32))
+
+    old, layers = model.params(), []
+    for i, lp in enumerate(old.layers):
+        lin, neu = stride * i, stride * i + stride - 1
+        rec = None if lp.recurrent is None else dense(f"features.{neu}.hid_weight")
+        c_key = f"features.{neu}." + ("sub_module." if rec is not None else "") + "decay_factor"
+        c = jnp.asarray(sd[c_key], jnp.float32).reshape(lp.neuron["c"].shape)
+        layers.append(LayerParams(dense(f"features.{lin}"), rec, {"c": c}))
+    new = NetworkParams(tuple(layers), dense(f"features.{stride * len(layers)}"))
+    nnx.update(model, to_state(new, parameters(model)))
     return model
 
 
 def to_official(model: SpikingNetwork, stride: int = 2) -> dict[str, np.ndarray]:
     """Export ``model`` to the official names (stride 2: S-MNIST layout, 3: GSC/SHD/SSC)."""
-    params = parameters(model)
-    out = {}
-    for key, (shape, path) in official_key_map(model, stride).items():
-        value = np.asarray(_get(params, path))
-        out[key] = (value.T if path[-1] == "kernel" else value).reshape(shape)
-    return out
+    return official_arrays(model.config, model.params(), stride)

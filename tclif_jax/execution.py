@@ -43,6 +43,7 @@ __all__ = [
     "MATMUL_DTYPES",
     "MATMUL_PRECISIONS",
     "EXECUTION_FIELDS",
+    "DEFAULT_EXECUTION",
 ]
 
 Strategy = Literal["auto", "layerwise", "fused"]
@@ -121,6 +122,8 @@ class Execution:
 
 
 EXECUTION_FIELDS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(Execution))
+# The default, as a value for argument defaults.
+DEFAULT_EXECUTION = Execution()
 
 
 # ----------------------------------------------------------------------------- matmuls

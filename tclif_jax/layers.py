@@ -24,9 +24,11 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from tclif_jax.config import MATMUL_DTYPES, MATMUL_PRECISIONS, READOUTS
-from tclif_jax.network import MatmulPolicy, feedforward, layer_step, scan_layer
+from tclif_jax.execution import DEFAULT_EXECUTION, Execution
+from tclif_jax.network import scan_layer
 from tclif_jax.neurons import Neuron, make_neuron
+from tclif_jax.params import LayerParams, from_state
+from tclif_jax.steps import dropout_mask, feedforward, layer_step
 
 __all__ = ["torch_uniform_init", "torch_linear", "SpikingDense", "Readout"]
 
@@ -54,11 +56,11 @@ class SpikingDense(nnx.Module):
       in_features, out_features: input and neuron counts.
       neuron: a ``NEURONS`` name (with ``**neuron_settings``) or a built ``Neuron``.
       recurrent: add Linear(n, n) on the layer's previous spikes.
-      dropout: inverted dropout on the feed-forward current when a key is given.
-      matmul_dtype, matmul_precision: the product policy (``tclif_jax.network``).
 
-    Parameters (NNX names): ``dense`` (kernel (in, n), bias (n,)), optional ``recurrent``
-    (kernel (n, n), bias (n,)) and ``neuron_params`` (e.g. TC-LIF's ``c``, (2,)).
+    Parameters (NNX names, read through ``params()``): ``dense`` (kernel (in, n), bias
+    (n,)), optional ``recurrent`` (kernel (n, n), bias (n,)) and ``neuron_params`` (e.g.
+    TC-LIF's ``c``, (2,)). How it runs (``Execution``) and the dropout rate are given to
+    each call: a layer inside a ``SpikingNetwork`` takes them from the network's config.
     """
 
     def __init__(
@@ -68,23 +70,11 @@ class SpikingDense(nnx.Module):
         neuron: str | Neuron = "tclif",
         *,
         recurrent: bool = False,
-        dropout: float = 0.0,
-        matmul_dtype: str = "float32",
-        matmul_precision: str = "highest",
         rngs: nnx.Rngs,
         **neuron_settings,
     ):
-        if not 0.0 <= dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {dropout}.")
-        if matmul_dtype not in MATMUL_DTYPES or matmul_precision not in MATMUL_PRECISIONS:
-            raise ValueError(
-                f"matmul_dtype must be one of {tuple(MATMUL_DTYPES)} and "
-                f"matmul_precision one of {MATMUL_PRECISIONS}."
-            )
         self.in_features, self.out_features = int(in_features), int(out_features)
         self.neuron = make_neuron(neuron, **neuron_settings)
-        self.dropout = float(dropout)
-        self.matmul = MatmulPolicy(matmul_dtype, matmul_precision)
         self.dense = torch_linear(in_features, out_features, rngs=rngs)
         self.recurrent = torch_linear(out_features, out_features, rngs=rngs) if recurrent else None
         self.neuron_params = nnx.Dict(
@@ -95,47 +85,56 @@ class SpikingDense(nnx.Module):
     def is_recurrent(self) -> bool:
         return self.recurrent is not None
 
-    def params(self) -> dict:
-        """This layer's parameters as a pure dict (NNX names)."""
-        return nnx.to_pure_dict(nnx.state(self, nnx.Param))
+    def params(self) -> LayerParams:
+        """This layer's typed parameters."""
+        return from_state(nnx.to_pure_dict(nnx.state(self, nnx.Param)))
 
     def initial_state(self, batch_size: int):
         """The neuron state before the first step: zeros, each field ``(batch_size, n)``."""
         return self.neuron.init_state((batch_size,), self.out_features)
 
-    def _mask(self, key, shape):
-        keep = jax.random.bernoulli(key, 1.0 - self.dropout, shape)
-        return keep.astype(jnp.float32) / (1.0 - self.dropout)
-
-    def __call__(self, x_t: jax.Array, state, *, dropout_key=None):
-        """One step on ``x_t (B, in)``: returns ``(spikes (B, n), new_state)``."""
-        p = self.params()
-        current = feedforward(p, x_t, self.matmul)
-        if dropout_key is not None and self.dropout:
-            current = current * self._mask(dropout_key, current.shape)
-        new_state, spikes = layer_step(self.neuron, p, state, current, self.matmul)
+    def __call__(
+        self,
+        x_t: jax.Array,
+        state,
+        *,
+        execution: Execution = DEFAULT_EXECUTION,
+        dropout: float = 0.0,
+        dropout_key=None,
+    ):
+        """One step on ``x_t (B, in)``: returns ``(spikes (B, n), new_state)``. With a
+        ``dropout_key``, inverted dropout at rate ``dropout`` on the feed-forward current."""
+        p, matmul = self.params(), execution.matmul
+        current = feedforward(p.dense, x_t, matmul)
+        mask = dropout_mask(dropout_key, dropout, current.shape)
+        current = current if mask is None else current * mask
+        new_state, spikes, _ = layer_step(self.neuron, p, state, current, matmul)
         return spikes, new_state
 
-    def scan(self, x: jax.Array, state=None, *, record: bool = False, dropout_key=None):
+    def scan(
+        self,
+        x: jax.Array,
+        state=None,
+        *,
+        record: bool = False,
+        execution: Execution = DEFAULT_EXECUTION,
+        dropout: float = 0.0,
+        dropout_key=None,
+    ):
         """Run over a batch-major sequence ``x (B, T, in)``.
 
         Returns spikes ``(B, T, n)``, or with ``record`` ``(spikes, states)``, ``states`` a
         dict of every state field (each compartment, and ``spike``) ``(B, T, n)``.
         ``state`` defaults to ``initial_state``.
         """
-        p = self.params()
+        p, matmul = self.params(), execution.matmul
         x_tm = jnp.swapaxes(jnp.asarray(x, jnp.float32), 0, 1)
         if state is None:
             state = self.initial_state(x.shape[0])
-        current = feedforward(p, x_tm, self.matmul)
-        mask = (
-            self._mask(dropout_key, current.shape)
-            if dropout_key is not None and self.dropout
-            else None
-        )
-        _, spikes, states = scan_layer(
-            self.neuron, p, current, state, self.matmul, mask=mask, record=record
-        )
+        current = feedforward(p.dense, x_tm, matmul)
+        mask = dropout_mask(dropout_key, dropout, current.shape)
+        current = current if mask is None else current * mask
+        _, spikes, states = scan_layer(self.neuron, p, current, state, execution, record=record)
         spikes = jnp.swapaxes(spikes, 0, 1)
         if not record:
             return spikes
@@ -143,12 +142,9 @@ class SpikingDense(nnx.Module):
 
 
 class Readout(nnx.Linear):
-    """Linear(H, classes) applied at every step, with PyTorch's init; ``mode`` says how the
-    network pools the per-step logits over time: ``"sum"``, ``"mean"`` or ``"last"``."""
+    """Linear(H, classes) applied at every step, with PyTorch's init. How the per-step
+    logits are pooled over time is the network's ``NetworkConfig.readout``."""
 
-    def __init__(self, in_features: int, num_classes: int, *, mode: str = "sum", rngs: nnx.Rngs):
-        if mode not in READOUTS:
-            raise ValueError(f"Unknown readout {mode!r}; valid: {READOUTS}.")
+    def __init__(self, in_features: int, num_classes: int, *, rngs: nnx.Rngs):
         init = torch_uniform_init(in_features)
         super().__init__(in_features, num_classes, kernel_init=init, bias_init=init, rngs=rngs)
-        self.mode = mode

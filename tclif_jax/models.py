@@ -2,15 +2,19 @@
 
 Public inputs are batch-major ``(batch, time, features)`` real-valued currents (no spike
 encoding); logits are ``(batch, classes)``. The parameters are the module's ``nnx.Param``
-state, one tree with NNX names (``layers/0/dense/kernel``, ...): ``parameters(model)``
-returns it as a pure dict, ``apply(config, params, x)`` is the pure forward that jitted
-steps differentiate, and ``nnx.update(model, params)`` writes trained values back.
+state: ``parameters(model)`` returns it as a pure dict (what optimizers, checkpoints and
+``nnx.update`` use), ``model.params()`` as typed ``NetworkParams``
+(``tclif_jax.params``), and ``apply(config, params, x, execution)`` is the pure forward
+that jitted steps differentiate. The network is a ``NetworkConfig``; how it runs is an
+``Execution`` (strategy, backward, remat, products), which the model holds as the default
+for its calls.
 
 Example::
 
     model = from_preset("smnist-ff-64", seed=0)           # 85,136 parameters
     logits = model(jnp.zeros((8, 784, 1)))                # (8, 10)
     lif = from_preset("smnist-ff-64", neuron="lif")       # same net, LIF neurons
+    fast = from_preset("smnist-ff-64", strategy="fused")  # an execution setting
 """
 
 from __future__ import annotations
@@ -24,8 +28,10 @@ import numpy as np
 from flax import nnx
 
 from tclif_jax.config import NetworkConfig
+from tclif_jax.execution import DEFAULT_EXECUTION, EXECUTION_FIELDS, Execution
 from tclif_jax.layers import Readout, SpikingDense
 from tclif_jax.network import run_network
+from tclif_jax.params import NetworkParams, from_state
 
 __all__ = [
     "SpikingNetwork",
@@ -41,13 +47,16 @@ __all__ = [
 class SpikingNetwork(nnx.Module):
     """Stack of spiking layers (Linear + neuron, optionally recurrent) and a readout.
 
-    ``config`` (a ``NetworkConfig``) says everything about the network; ``layers`` is the
-    ``nnx.List`` of ``SpikingDense`` layers (each usable on its own), ``readout`` the
-    ``Readout``.
+    ``config`` (a ``NetworkConfig``) says everything about the network; ``execution``
+    how calls run it by default; ``layers`` is the ``nnx.List`` of ``SpikingDense``
+    layers (each usable on its own), ``readout`` the ``Readout``.
     """
 
-    def __init__(self, config: NetworkConfig, *, rngs: nnx.Rngs):
+    def __init__(
+        self, config: NetworkConfig, *, execution: Execution | None = None, rngs: nnx.Rngs
+    ):
         self.config = config
+        self.execution = execution or Execution()
         widths = (config.in_features,) + config.hidden
         self.layers = nnx.List(
             [
@@ -56,17 +65,12 @@ class SpikingNetwork(nnx.Module):
                     widths[i + 1],
                     config.neurons[i],
                     recurrent=config.recurrent[i],
-                    dropout=config.dropout,
-                    matmul_dtype=config.matmul_dtype,
-                    matmul_precision=config.matmul_precision,
                     rngs=rngs,
                 )
                 for i in range(len(config.hidden))
             ]
         )
-        self.readout = Readout(
-            config.hidden[-1], config.num_classes, mode=config.readout, rngs=rngs
-        )
+        self.readout = Readout(config.hidden[-1], config.num_classes, rngs=rngs)
 
     @property
     def in_features(self) -> int:
@@ -80,13 +84,17 @@ class SpikingNetwork(nnx.Module):
     def num_classes(self) -> int:
         return self.config.num_classes
 
+    def params(self) -> NetworkParams:
+        """The typed parameters (``tclif_jax.params``)."""
+        return from_state(parameters(self))
+
     def check_input(self, x) -> None:
         """Raise a ValueError naming the expected shape unless x is (batch, time, in_features)
         and, outside ``jit``, finite."""
         shape = getattr(x, "shape", None)
-        if shape is None or len(shape) != 3 or shape[-1] != self.in_features:
+        if shape is None or len(shape) != 3 or shape[-1] != self.in_features or not shape[1]:
             raise ValueError(
-                f"Expected input of shape (batch, time, {self.in_features}) (batch-major), "
+                f"Expected input of shape (batch, time >= 1, {self.in_features}) (batch-major), "
                 f"got {shape}. For one sequence use x[None]; S-MNIST pixels need a trailing "
                 f"feature axis: x.reshape(batch, 784, 1)."
             )
@@ -100,6 +108,7 @@ class SpikingNetwork(nnx.Module):
         probes: Sequence[jax.Array | None] | None = None,
         record: bool = False,
         return_aux: bool = False,
+        execution: Execution | None = None,
     ):
         """Logits ``(B, C)`` for batch-major input ``(B, T, F)``.
 
@@ -108,11 +117,18 @@ class SpikingNetwork(nnx.Module):
         batch-major ``(B, T, n)``) with the shortcuts ``aux["spikes"]`` and
         ``aux["potentials"]`` (the thresholded compartment), lists of ``(B, T, n)``.
         ``probes`` are batch-major ``(B, T, n)`` or None per layer. ``dropout_key=None``
-        means no dropout (evaluation). Non-finite input is a ValueError outside ``jit``.
+        means no dropout (evaluation). ``execution`` overrides the model's own for this call.
+        Non-finite input is a ValueError outside ``jit``.
         """
         self.check_input(x)
         logits, aux = apply(
-            self.config, parameters(self), x, dropout_key=dropout_key, probes=probes, record=record
+            self.config,
+            self.params(),
+            x,
+            execution or self.execution,
+            dropout_key=dropout_key,
+            probes=probes,
+            record=record,
         )
         return (logits, aux) if (return_aux or record) else logits
 
@@ -139,8 +155,9 @@ def parameters(model: nnx.Module) -> dict[str, Any]:
 
 def apply(
     config: NetworkConfig,
-    params: dict[str, Any],
+    params: NetworkParams | dict[str, Any],
     x: jax.Array,
+    execution: Execution = DEFAULT_EXECUTION,
     *,
     dropout_key=None,
     probes=None,
@@ -148,14 +165,18 @@ def apply(
 ):
     """Pure forward pass on batch-major ``x (B, T, F)``: returns ``(logits (B, C), aux)``.
 
-    This is what ``SpikingNetwork.__call__`` runs and what jitted train steps differentiate
-    with ``params = parameters(model)``; records and probes are batch-major ``(B, T, n)``.
+    This is what ``SpikingNetwork.__call__`` runs and what jitted train steps
+    differentiate. ``params`` is ``NetworkParams`` or the model's state dict
+    (``parameters(model)``, mapped by ``tclif_jax.params.from_state``); records and probes
+    are batch-major ``(B, T, n)``.
     """
+    if not isinstance(params, NetworkParams):
+        params = from_state(params)
     x_tm = jnp.swapaxes(jnp.asarray(x, jnp.float32), 0, 1)
     if probes is not None:
         probes = [None if p is None else jnp.swapaxes(p, 0, 1) for p in probes]
     logits, aux = run_network(
-        config, params, x_tm, dropout_key=dropout_key, probes=probes, record=record
+        config, params, x_tm, execution, dropout_key=dropout_key, probes=probes, record=record
     )
     if record:
         states = [{k: jnp.swapaxes(v, 0, 1) for k, v in st.items()} for st in aux["states"]]
@@ -170,9 +191,11 @@ def count_params(model: nnx.Module) -> int:
     return int(sum(x.size for x in jax.tree.leaves(nnx.state(model, nnx.Param))))
 
 
-def from_config(config: NetworkConfig, seed: int = 0) -> SpikingNetwork:
+def from_config(
+    config: NetworkConfig, seed: int = 0, execution: Execution | None = None
+) -> SpikingNetwork:
     """The network ``config`` describes, with PyTorch-default init from ``seed``."""
-    return SpikingNetwork(config, rngs=nnx.Rngs(params=seed))
+    return SpikingNetwork(config, execution=execution, rngs=nnx.Rngs(params=seed))
 
 
 def from_preset(name: str, seed: int = 0, neuron: str = "tclif", **overrides) -> SpikingNetwork:
@@ -180,7 +203,11 @@ def from_preset(name: str, seed: int = 0, neuron: str = "tclif", **overrides) ->
 
     ``neuron`` swaps the neuron type (``"tclif"``, ``"lif"``, ``"plif"``, ``"alif"``, ...);
     ``overrides`` may set any ``NetworkConfig`` field or neuron setting (``gamma``,
-    ``v_th``, ``init_b``, ``surrogate``, ``hidden``, ``strategy``, ...). An unknown name,
+    ``v_th``, ``init_b``, ``surrogate``, ``hidden``, ...) and any ``Execution`` field
+    (``strategy``, ``remat_chunk``, ...: the model's default execution). An unknown name,
     or a setting the neuron does not have, raises a ValueError listing the valid ones.
     """
-    return from_config(NetworkConfig.from_preset(name, neuron=neuron, **overrides), seed)
+    execution = Execution.from_dict(
+        {k: overrides.pop(k) for k in list(overrides) if k in EXECUTION_FIELDS}
+    )
+    return from_config(NetworkConfig.from_preset(name, neuron=neuron, **overrides), seed, execution)

@@ -65,9 +65,7 @@ def from_state(state: Mapping[str, Any]) -> NetworkParams | LayerParams:
     if "layers" not in state:
         return layer(state)
     layers = state["layers"]
-    return NetworkParams(
-        tuple(layer(layers[i]) for i in sorted(layers)), Dense(**state["readout"])
-    )
+    return NetworkParams(tuple(layer(layers[i]) for i in sorted(layers)), Dense(**state["readout"]))
 
 
 class _Path:

@@ -1,8 +1,10 @@
-"""Small matplotlib helpers for recorded activity: spike rasters and compartment traces.
+"""Small matplotlib helpers: spike rasters, compartment traces and learning curves.
 
 Both take batch-major records as returned by ``SpikingDense.scan(x, record=True)`` or
 ``model(x, record=True)`` (``aux["states"][layer]``): arrays ``(B, T, n)``, one sample
 ``b`` drawn. They return the matplotlib ``Axes`` (or ``Figure``) and never call ``show``.
+``learning_curves_png`` draws a run's ``metrics.jsonl`` records (loss and accuracy per
+epoch) as PNG bytes, without a display.
 
 Example::
 
@@ -13,11 +15,12 @@ Example::
 
 from __future__ import annotations
 
+import io
 from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-__all__ = ["plot_raster", "plot_traces"]
+__all__ = ["plot_raster", "plot_traces", "learning_curves_png"]
 
 
 def _axes(ax):
@@ -80,3 +83,27 @@ def plot_traces(
     axes[0, 0].legend(loc="upper right", fontsize=7)
     fig.tight_layout()
     return fig
+
+
+def learning_curves_png(history: Sequence[Mapping]) -> bytes:
+    """PNG bytes of loss and accuracy (%) per epoch for every split that ``history`` (the
+    records of a run's ``metrics.jsonl``) holds: train, val, test."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    epochs = [h["epoch"] for h in history]
+    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(9, 3.5))
+    for split in ("train", "val", "test"):
+        if f"{split}_loss" in history[0]:
+            ax_loss.plot(epochs, [h[f"{split}_loss"] for h in history], "o-", label=split)
+        if f"{split}_acc" in history[0]:
+            ax_acc.plot(epochs, [100 * h[f"{split}_acc"] for h in history], "o-", label=split)
+    ax_loss.set_xlabel("epoch"), ax_loss.set_ylabel("cross-entropy"), ax_loss.legend()
+    ax_acc.set_xlabel("epoch"), ax_acc.set_ylabel("accuracy (%)"), ax_acc.legend()
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100)
+    plt.close(fig)
+    return buf.getvalue()

@@ -1,10 +1,12 @@
 """The hand-written adjoints (``tclif_jax.adjoint``, ``Neuron.adjoint``) against autodiff.
 
-Every registered neuron (``NEURONS``: a new one is covered without editing this file), both
-strategies, feed-forward and recurrent, dropout on and off: ``backward="auto"`` (the
+One step of every registered neuron's adjoint against ``jax.vjp`` of its step (``NEURONS``:
+a new one is covered without editing this file). At network level, ``backward="auto"`` (the
 custom_vjp scans) gives the loss, logits, firing rates and every parameter gradient of
 ``backward="autodiff"`` (JAX's autodiff of the same scan) to 1e-5, on inputs that make
-every layer spike. Then the variants: per-neuron parameters, detached resets, the official
+every layer spike: every neuron in one recurrent network with dropout, and both strategies,
+feed-forward and recurrent, for a representative set (TC-LIF; GLIF, which saves its input
+current; LIF). Then the variants (each under one strategy, alternating): per-neuron parameters, detached resets, the official
 gau surrogate (H(0) = 0), LIF's learned decay, hard reset and paper order, TC-LIF's paper
 order, three layers with mixed recurrence and the "last" readout; one step of every
 neuron's adjoint against ``jax.vjp`` of its step; the ``jax.vjp`` default a neuron without
@@ -22,7 +24,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from tclif_jax import NEURONS, NetworkConfig, apply, from_config, make_neuron, parameters
+from tclif_jax import NEURONS, Execution, NetworkConfig, apply, from_config, make_neuron, parameters
 from tclif_jax.layers import SpikingDense
 from tclif_jax.network import scan_layer
 from tclif_jax.neurons import LIF, Neuron
@@ -45,9 +47,9 @@ def _data(seed=3):
     return x, jnp.arange(B) % 4
 
 
-def _loss_and_grads(config, params, x, y, dropout_key=None, probes=None):
+def _loss_and_grads(config, params, x, y, execution, dropout_key=None, probes=None):
     def loss(p):
-        logits, aux = apply(config, p, x, dropout_key=dropout_key, probes=probes)
+        logits, aux = apply(config, p, x, execution, dropout_key=dropout_key, probes=probes)
         ce = -jnp.mean(jax.nn.log_softmax(logits)[jnp.arange(x.shape[0]), y])
         return ce, (logits, aux["firing_rates"])
 
@@ -70,39 +72,46 @@ def _assert_same(want, got, tol=1e-5):
 def _params(config, seed=1):
     """The network's parameters, the hidden layers' input weights tripled so that every
     layer fires on ``_data`` (PyTorch's init drives a 10-wide layer's successor weakly)."""
-    params = parameters(from_config(config, seed=seed))
-    for i in range(1, len(config.hidden)):
-        params["layers"][i]["dense"]["kernel"] = 3.0 * params["layers"][i]["dense"]["kernel"]
-    return params
+    typed = from_config(config, seed=seed).params()
+    layers = [
+        lp if i == 0 else lp._replace(dense=lp.dense._replace(kernel=3.0 * lp.dense.kernel))
+        for i, lp in enumerate(typed.layers)
+    ]
+    return typed._replace(layers=tuple(layers))
 
 
-def _check(config, seed=1, dropout=False, tol=1e-5):
+def _check(config, strategy, seed=1, dropout=False, tol=1e-5):
     """``backward="auto"`` against ``"autodiff"`` on one config; returns the rates."""
     params = _params(config, seed)
     x, y = _data()
     key = jax.random.key(7) if dropout else None
-    auto = _loss_and_grads(config.replace(backward="auto"), params, x, y, key)
-    ref = _loss_and_grads(config.replace(backward="autodiff"), params, x, y, key)
+    ex = Execution(strategy=strategy)
+    auto = _loss_and_grads(config, params, x, y, ex, key)
+    ref = _loss_and_grads(config, params, x, y, ex.replace(backward="autodiff"), key)
     _assert_same(ref, auto, tol)
     return np.asarray(ref[2])
 
 
-@pytest.mark.parametrize("dropout", [0.0, 0.3], ids=["no_dropout", "dropout"])
-@pytest.mark.parametrize("recurrent", [False, True], ids=["ff", "rec"])
-@pytest.mark.parametrize("strategy", ["layerwise", "fused"])
 @pytest.mark.parametrize("name", NAMES)
-def test_auto_equals_autodiff_for_every_neuron(name, strategy, recurrent, dropout):
+def test_auto_equals_autodiff_for_every_neuron(name):
+    # Recurrent with dropout: every term of the network adjoint is in play.
     config = NetworkConfig(
-        F,
-        (10, 8),
-        4,
-        name,
-        _settings(name),
-        recurrent=(recurrent, recurrent),
-        dropout=dropout,
-        strategy=strategy,
+        F, (10, 8), 4, name, _settings(name), recurrent=(True, True), dropout=0.3
     )
-    rates = _check(config, dropout=bool(dropout))
+    rates = _check(config, "fused", dropout=True)
+    assert rates.min() > 0.0, f"every layer must spike for the test to mean something: {rates}"
+
+
+@pytest.mark.parametrize(
+    "recurrent, dropout", [(False, 0.0), (True, 0.3)], ids=["ff", "rec-dropout"]
+)
+@pytest.mark.parametrize("strategy", ["layerwise", "fused"])
+@pytest.mark.parametrize("name", ["tclif", "glif", "lif"])
+def test_auto_equals_autodiff_both_strategies(name, strategy, recurrent, dropout):
+    config = NetworkConfig(
+        F, (10, 8), 4, name, _settings(name), recurrent=(recurrent, recurrent), dropout=dropout
+    )
+    rates = _check(config, strategy, dropout=bool(dropout))
     assert rates.min() > 0.0, f"every layer must spike for the test to mean something: {rates}"
 
 
@@ -129,11 +138,10 @@ def _variants():
 VARIANTS = _variants()
 
 
-@pytest.mark.parametrize("strategy", ["layerwise", "fused"])
 @pytest.mark.parametrize("variant", sorted(VARIANTS))
-def test_variants_equal_autodiff(variant, strategy):
+def test_variants_equal_autodiff(variant):
     # Three layers (recurrent, feed-forward, recurrent), dropout, the "last" readout (its
-    # adjoint enters through the final state).
+    # adjoint enters through the final state); the strategies alternate over the variants.
     config = NetworkConfig(
         F,
         (10, 9, 8),
@@ -142,9 +150,9 @@ def test_variants_equal_autodiff(variant, strategy):
         recurrent=(True, False, True),
         dropout=0.2,
         readout="last",
-        strategy=strategy,
     )
-    rates = _check(config, dropout=True)
+    strategy = ("layerwise", "fused")[sorted(VARIANTS).index(variant) % 2]
+    rates = _check(config, strategy, dropout=True)
     assert rates.min() > 0.0, rates
 
 
@@ -155,11 +163,9 @@ def test_readout_and_mixed_neurons_per_layer():
         make_neuron("tclif", v_th=0.5),
         make_neuron("alif", v_th=0.5),
     )
+    config = NetworkConfig(F, (10, 9, 8), 4, neurons, recurrent=(False, True), readout="mean")
     for strategy in ("layerwise", "fused"):
-        config = NetworkConfig(
-            F, (10, 9, 8), 4, neurons, recurrent=(False, True), readout="mean", strategy=strategy
-        )
-        assert _check(config).min() > 0.0
+        assert _check(config, strategy).min() > 0.0
 
 
 # ----------------------------------------------------------------------------- one step
@@ -223,12 +229,10 @@ def test_a_neuron_without_hand_written_adjoint_gets_the_vjp_default(strategy):
     assert "_PlainLIF" not in {cls.__name__ for cls in NEURONS.values()}
     state = neuron.init_state((2,), 10)
     assert len(neuron.save({}, state, state.potential)) == len(state) + 1  # all of it, and I[t]
-    config = NetworkConfig(
-        F, (10, 8), 4, neuron, recurrent=(True, False), dropout=0.2, strategy=strategy
-    )
-    assert _check(config, dropout=True).min() > 0.0
+    config = NetworkConfig(F, (10, 8), 4, neuron, recurrent=(True, False), dropout=0.2)
+    assert _check(config, strategy, dropout=True).min() > 0.0
     params = _params(config)
-    assert "bwd=_layer_bwd" in _jaxpr(config.replace(strategy="layerwise"), params)
+    assert "bwd=_layer_bwd" in _jaxpr(config, params, Execution(strategy="layerwise"))
 
 
 # ----------------------------------------------------------------------------- remat, bf16
@@ -239,41 +243,35 @@ def test_a_neuron_without_hand_written_adjoint_gets_the_vjp_default(strategy):
 def test_chunked_residuals_equal_autodiff(name, strategy):
     # remat_chunk with backward="auto": the backward re-runs each chunk's forward.
     config = NetworkConfig(
-        F,
-        (10, 8),
-        4,
-        name,
-        _settings(name),
-        recurrent=(True, False),
-        dropout=0.2,
-        strategy=strategy,
-        remat_chunk=4,
+        F, (10, 8), 4, name, _settings(name), recurrent=(True, False), dropout=0.2
     )
     params = _params(config)
     x, y = _data()
     key = jax.random.key(7)
-    auto = _loss_and_grads(config, params, x, y, key)
-    plain = _loss_and_grads(config.replace(backward="autodiff", remat_chunk=0), params, x, y, key)
+    ex = Execution(strategy=strategy, remat_chunk=4)
+    auto = _loss_and_grads(config, params, x, y, ex, key)
+    plain = _loss_and_grads(
+        config, params, x, y, ex.replace(backward="autodiff", remat_chunk=0), key
+    )
     _assert_same(plain, auto)
     with pytest.raises(ValueError, match="remat_chunk=5 must divide the sequence length T=16"):
-        _loss_and_grads(config.replace(remat_chunk=5), params, x, y, key)
+        _loss_and_grads(config, params, x, y, ex.replace(remat_chunk=5), key)
 
 
 @pytest.mark.parametrize("strategy", ["layerwise", "fused"])
 def test_bf16_policy_in_the_adjoint(strategy):
     # The same bf16 products forward and backward (f32 accumulation): auto and autodiff
     # differ only in summation order; gradients, like the master weights, stay f32.
-    config = NetworkConfig(
-        F, (10, 8), 4, "lif", {"v_th": 0.5}, recurrent=(True, True), strategy=strategy
-    )
-    config = config.replace(matmul_dtype="bfloat16")
+    config = NetworkConfig(F, (10, 8), 4, "lif", {"v_th": 0.5}, recurrent=(True, True))
+    ex = Execution(strategy=strategy, matmul_dtype="bfloat16")
     params = _params(config)
     x, y = _data()
-    auto = _loss_and_grads(config, params, x, y)
-    ref = _loss_and_grads(config.replace(backward="autodiff"), params, x, y)
+    auto = _loss_and_grads(config, params, x, y, ex)
+    ref = _loss_and_grads(config, params, x, y, ex.replace(backward="autodiff"))
     assert {str(g.dtype) for g in jax.tree.leaves(auto[3])} == {"float32"}
     _assert_same(ref, auto, tol=1e-3)
-    text = jax.jit(jax.grad(lambda p: jnp.sum(apply(config, p, x)[0]))).lower(params).as_text()
+    loss = lambda p: jnp.sum(apply(config, p, x, ex)[0])  # noqa: E731
+    text = jax.jit(jax.grad(loss)).lower(params).as_text()
     dots = [line for line in text.splitlines() if "stablehlo.dot_general" in line]
     assert dots and all("bf16" in line for line in dots), "every product takes bf16 operands"
 
@@ -285,10 +283,9 @@ def test_initial_state_adjoint_of_a_layer_scan():
 
     def loss(state0, backward):
         p = layer.params()
-        current = jnp.swapaxes(x, 0, 1) @ p["dense"]["kernel"] + p["dense"]["bias"]
-        final, spikes, _ = scan_layer(
-            layer.neuron, p, current, state0, layer.matmul, backward=backward
-        )
+        current = jnp.swapaxes(x, 0, 1) @ p.dense.kernel + p.dense.bias
+        ex = Execution(backward=backward)
+        final, spikes, _ = scan_layer(layer.neuron, p, current, state0, ex)
         return jnp.sum(spikes * jnp.arange(T)[:, None, None]) + jnp.sum(final.soma**2)
 
     auto = jax.grad(loss)(state0, "auto")
@@ -300,9 +297,9 @@ def test_initial_state_adjoint_of_a_layer_scan():
 # ----------------------------------------------------------------------------- which path
 
 
-def _jaxpr(config, params, **kwargs):
+def _jaxpr(config, params, execution, **kwargs):
     x = jnp.ones((2, 5, config.in_features))
-    return str(jax.make_jaxpr(lambda p: apply(config, p, x, **kwargs)[0])(params))
+    return str(jax.make_jaxpr(lambda p: apply(config, p, x, execution, **kwargs)[0])(params))
 
 
 def _hand_written(text):
@@ -314,18 +311,19 @@ def _hand_written(text):
 def test_auto_takes_the_custom_vjp_path(name):
     config = NetworkConfig(F, (6, 5), 3, name, recurrent=(True, False), dropout=0.1)
     params = parameters(from_config(config))
-    layerwise, fused = config.replace(strategy="layerwise"), config.replace(strategy="fused")
+    layerwise, fused = Execution(strategy="layerwise"), Execution(strategy="fused")
     key = jax.random.key(0)  # with dropout masks
-    assert _jaxpr(layerwise, params, dropout_key=key).count("bwd=_layer_bwd") == 2
-    assert _jaxpr(fused, params, dropout_key=key).count("bwd=_network_bwd") == 1
+    assert _jaxpr(config, params, layerwise, dropout_key=key).count("bwd=_layer_bwd") == 2
+    assert _jaxpr(config, params, fused, dropout_key=key).count("bwd=_network_bwd") == 1
     probes = [jnp.zeros((2, 5, 6)), jnp.zeros((2, 5, 5))]
-    for cfg in (layerwise, fused):
-        assert _hand_written(_jaxpr(cfg, params)) >= 1
-        assert _hand_written(_jaxpr(cfg.replace(backward="autodiff"), params)) == 0
-        assert _hand_written(_jaxpr(cfg, params, record=True)) == 0
-        assert _hand_written(_jaxpr(cfg, params, probes=probes)) == 0
+    for ex in (layerwise, fused):
+        assert _hand_written(_jaxpr(config, params, ex)) >= 1
+        assert _hand_written(_jaxpr(config, params, ex.replace(backward="autodiff"))) == 0
+        assert _hand_written(_jaxpr(config, params, ex, record=True)) == 0
+        assert _hand_written(_jaxpr(config, params, ex, probes=probes)) == 0
     # layerwise decides per layer: a layer without a probe keeps its adjoint
-    assert _jaxpr(layerwise, params, probes=[probes[0], None]).count("bwd=_layer_bwd") == 1
+    one = _jaxpr(config, params, layerwise, probes=[probes[0], None])
+    assert one.count("bwd=_layer_bwd") == 1
 
 
 def test_fused_forward_writes_no_spike_arrays():
@@ -335,12 +333,12 @@ def test_fused_forward_writes_no_spike_arrays():
     smnist-ff-64 0.46 GB per step at batch 256; on this network it measured 1.29x the
     residual bytes against 1.13x now (jax 0.10.2, CPU)."""
     steps, batch, hidden = 256, 32, (16, 64, 64)
-    config = NetworkConfig(1, hidden, 10, "tclif", strategy="fused")
+    config = NetworkConfig(1, hidden, 10, "tclif")
     params = parameters(from_config(config))
     x, y = jnp.ones((batch, steps, 1)), jnp.arange(batch) % 10
 
     def loss(p):
-        logits, aux = apply(config, p, x)
+        logits, aux = apply(config, p, x, Execution(strategy="fused"))
         ce = -jnp.mean(jax.nn.log_softmax(logits)[jnp.arange(batch), y])
         return ce + jnp.sum(aux["firing_rates"])
 

@@ -14,8 +14,9 @@ from absl import flags
 from ml_collections import config_flags
 
 from experiments.configs import base, delayed_cue, shd, smnist
-from tclif_jax import NEURONS, PRESETS, NetworkConfig, from_preset
+from tclif_jax import NEURONS, PRESETS, Execution, NetworkConfig, from_preset
 from tclif_jax.config import config_fields
+from tclif_jax.execution import EXECUTION_FIELDS
 from tclif_jax.train import build_model
 
 # A valid value other than the default, per setting. A new neuron setting fails
@@ -93,20 +94,13 @@ def test_model_fields_are_derived_from_network_config_and_neurons():
     fields = config_fields()
     every_setting = {s for cls in NEURONS.values() for s in cls.settings()}
     assert every_setting | {"surrogate_width"} <= set(fields)
-    assert {
-        "hidden",
-        "recurrent",
-        "dropout",
-        "readout",
-        "strategy",
-        "matmul_dtype",
-        "matmul_precision",
-        "remat_chunk",
-        "backward",
-    } <= set(fields)
-    model = smnist.get_config("ff").model
-    assert set(model) == set(fields) | {"preset", "neuron"}
-    assert all(model[k] is None for k in fields)
+    assert {"hidden", "recurrent", "dropout", "readout"} <= set(fields)
+    # How a network runs is not part of it: the execution section holds Execution's fields.
+    assert not set(EXECUTION_FIELDS) & set(fields)
+    config = smnist.get_config("ff")
+    assert set(config.model) == set(fields) | {"preset", "neuron"}
+    assert all(config.model[k] is None for k in fields)
+    assert config.execution.to_dict() == Execution().to_dict()
 
 
 def _parse(overrides):
@@ -129,13 +123,13 @@ def test_command_line_overrides_of_every_field_type_parse(root, monkeypatch):
             "--config.model.decay=(0.9,0.8)",
             "--config.model.detach_reset=True",
             "--config.model.surrogate=arctan",
-            "--config.model.remat_chunk=5",
+            "--config.execution.remat_chunk=5",
             "--config.optimizer.learning_rate=1e-3",
         ]
     )
     assert (c.model.neuron, c.model.beta_adapt, tuple(c.model.hidden)) == ("alif", 1.0, (8, 4))
     assert tuple(c.model.decay) == (0.9, 0.8) and c.model.detach_reset is True
-    assert (c.model.surrogate, c.model.remat_chunk) == ("arctan", 5)
+    assert (c.model.surrogate, c.execution.remat_chunk) == ("arctan", 5)
     assert c.model.recurrent == (True, False) and c.optimizer.learning_rate == 1e-3
     with pytest.raises(Exception, match="beta_adap"):
         _parse(["--config.model.beta_adap=1.0"])
@@ -177,12 +171,8 @@ def test_presets_are_values_of_network_config():
         (dict(hidden=()), "needs at least one layer"),
         (dict(dropout=1.0), r"dropout=1.0 must be in \[0, 1\)"),
         (dict(readout="max"), "readout='max' is not valid; choose one of: sum, mean, last"),
-        (dict(strategy="magic"), "strategy='magic' is not valid"),
-        (
-            dict(matmul_precision="tf32"),
-            "matmul_precision='tf32' is not valid; choose one of: highest",
-        ),
-        (dict(remat_chunk=-1), "remat_chunk=-1 must be an integer >= 0"),
+        (dict(strategy="fused"), "strategy describe how a network runs, not the network"),
+        (dict(hidden=(12.5, 8)), r"hidden=\(12.5, 8\) must be a tuple of whole layer widths"),
         (dict(recurrent=(True, True, True)), "more flags than the 2 layers"),
         (dict(init_b=(0.5, 0.5)), r"must lie in \(0, 1\)"),
         (dict(neuron="hh"), "Unknown neuron 'hh'; valid names are: tclif"),
@@ -194,7 +184,7 @@ def test_bad_values_are_one_clear_error(overrides, message):
 
 
 def test_replace_keeps_validation_and_hashability():
-    cfg = PRESETS["smnist-rec-64"].replace(strategy="layerwise", v_th=1.1)
+    cfg = PRESETS["smnist-rec-64"].replace(dropout=0.1, v_th=1.1)
     assert cfg.settings["v_th"] == 1.1 and cfg.neurons[0].v_th == 1.1
-    assert hash(cfg) == hash(PRESETS["smnist-rec-64"].replace(v_th=1.1, strategy="layerwise"))
+    assert hash(cfg) == hash(PRESETS["smnist-rec-64"].replace(v_th=1.1, dropout=0.1))
     assert cfg.time_steps == 784 and math.isclose(cfg.neurons[0].gamma, 0.5)

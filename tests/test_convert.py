@@ -82,6 +82,7 @@ def test_converted_weights_reproduce_official_logits(preset, T, strategy):
     # Forward only; tests/test_parity.py checks every gradient too, against torch.
     sd = random_official_state_dict(preset, seed=0)
     model = from_official(from_preset(preset, seed=123, strategy=strategy), sd)
+    assert model.execution.strategy == strategy
     x = (
         np.random.default_rng(1)
         .uniform(0, 2, (3, T, PRESETS[preset].in_features))
@@ -122,3 +123,13 @@ def test_rec_checkpoint_into_ff_model_is_refused():
     sd = to_official(from_preset("smnist-rec-64"), stride=2)
     with pytest.raises(ValueError, match="hid_weight"):
         from_official(from_preset("smnist-ff-64"), sd)
+
+
+def test_only_tclif_has_an_official_layout_and_other_neurons_are_refused():
+    # The official ALIF also has a parameter named c; the layout is chosen by neuron name.
+    for neuron in ("alif_official", "lif", "glif"):
+        model = from_preset("smnist-ff-40", neuron=neuron)
+        with pytest.raises(ValueError, match=f"TC-LIF networks only; layer 0 is '{neuron}'"):
+            to_official(model)
+        with pytest.raises(ValueError, match=f"TC-LIF networks only; layer 0 is '{neuron}'"):
+            from_official(model, to_official(from_preset("smnist-ff-40")))

@@ -93,7 +93,7 @@ def test_readme_conv_example_runs_and_its_loss_falls():
 
 
 def test_readme_own_neuron_registers_runs_and_matches_autodiff():
-    from tclif_jax import apply, parameters
+    from tclif_jax import Execution, apply, parameters
     from tclif_jax.neurons import NEURONS
 
     scope: dict = {}
@@ -104,11 +104,11 @@ def test_readme_own_neuron_registers_runs_and_matches_autodiff():
         assert model(x).shape == (4, 20)
         params = parameters(model)
 
-        def loss(p, config):
-            return jnp.sum(apply(config, p, x)[0] ** 2)
+        def loss(p, execution):
+            return jnp.sum(apply(model.config, p, x, execution)[0] ** 2)
 
-        hand = jax.grad(loss)(params, model.config)
-        auto = jax.grad(loss)(params, model.config.replace(backward="autodiff"))
+        hand = jax.grad(loss)(params, Execution())
+        auto = jax.grad(loss)(params, Execution(backward="autodiff"))
         for a, b in zip(jax.tree.leaves(hand), jax.tree.leaves(auto)):
             np.testing.assert_allclose(
                 np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-5 * float(jnp.max(jnp.abs(b)))

@@ -13,6 +13,7 @@ from tclif_jax import (
     LIF,
     PRESETS,
     TCLIF,
+    Execution,
     NetworkConfig,
     SpikingNetwork,
     apply,
@@ -20,6 +21,7 @@ from tclif_jax import (
     from_preset,
     parameters,
 )
+from tclif_jax.params import from_state
 
 TABLE6 = {
     "smnist-ff-64": 85_136,
@@ -90,7 +92,7 @@ def test_preset_neuron_settings_follow_the_reference():
     )
     n = from_preset("shd-ff").layers[0].neuron
     assert (n.gamma, n.v_th, n.init_b) == (0.5, 1.5, (-0.5, 0.5))
-    assert from_preset("gsc-ff").layers[0].dropout == 0.3
+    assert from_preset("gsc-ff").config.dropout == 0.3
     np.testing.assert_allclose(
         np.asarray(from_preset("psmnist-ff-64").layers[2].neuron_params["c"][...]),
         [0.0, 0.0],
@@ -121,16 +123,9 @@ def test_pytorch_default_init():
     assert np.abs(wr).max() <= 1 / math.sqrt(128)
 
 
-def _model(readout="sum", strategy="layerwise", recurrent=(True, False), dropout=0.0):
+def _model(readout="sum", recurrent=(True, False), dropout=0.0):
     config = NetworkConfig(
-        5,
-        (16, 8),
-        4,
-        TCLIF(v_th=0.5),
-        recurrent=recurrent,
-        dropout=dropout,
-        readout=readout,
-        strategy=strategy,
+        5, (16, 8), 4, TCLIF(v_th=0.5), recurrent=recurrent, dropout=dropout, readout=readout
     )
     return SpikingNetwork(config, rngs=nnx.Rngs(0))
 
@@ -148,31 +143,12 @@ def test_readouts_match_per_step_linear_pooled_over_time():
     assert s.shape == (2, 30, 8) and 0 < s.mean() < 1
 
 
-@pytest.mark.parametrize("recurrent", [(False, False), (True, True)])
-def test_fused_and_layerwise_agree(recurrent):
-    x = jax.random.normal(jax.random.key(3), (4, 25, 5)) + 0.8
-    a, b = (
-        _model(strategy="layerwise", recurrent=recurrent),
-        _model(strategy="fused", recurrent=recurrent),
-    )
-    la, aux_a = a(x, return_aux=True)
-    lb, aux_b = b(x, return_aux=True)
-    np.testing.assert_allclose(np.asarray(la), np.asarray(lb), rtol=1e-5, atol=1e-5)
-    np.testing.assert_allclose(
-        np.asarray(aux_a["firing_rates"]), np.asarray(aux_b["firing_rates"]), rtol=1e-6
-    )
-
-
-def test_dropout_only_with_key_and_identical_across_strategies():
+def test_dropout_only_with_key():
     x = jax.random.normal(jax.random.key(3), (4, 25, 5)) + 0.8
     m = _model(dropout=0.5)
     key = jax.random.key(7)
     np.testing.assert_array_equal(np.asarray(m(x)), np.asarray(m(x)))
     assert not np.allclose(np.asarray(m(x)), np.asarray(m(x, dropout_key=key)))
-    f = _model(dropout=0.5, strategy="fused")
-    np.testing.assert_allclose(
-        np.asarray(m(x, dropout_key=key)), np.asarray(f(x, dropout_key=key)), rtol=1e-5, atol=1e-5
-    )
 
 
 def test_grad_through_784_steps_is_finite_and_nonzero():
@@ -188,9 +164,9 @@ def test_grad_through_784_steps_is_finite_and_nonzero():
     grads = jax.grad(loss)(params)
     for g in jax.tree.leaves(grads):
         assert np.all(np.isfinite(np.asarray(g)))
-    first = grads["layers"][0]
-    assert float(jnp.abs(first["dense"]["kernel"]).sum()) > 0  # reaches the first layer
-    assert float(jnp.abs(first["neuron_params"]["c"]).sum()) > 0
+    first = from_state(grads).layers[0]
+    assert float(jnp.abs(first.dense.kernel).sum()) > 0  # reaches the first layer
+    assert float(jnp.abs(first.neuron["c"]).sum()) > 0
 
 
 def test_bad_input_shapes_name_the_expected_shape():
@@ -210,8 +186,10 @@ def test_unknown_names_list_valid_ones():
         from_preset("smnist-ff-64", gama=0.5)
     with pytest.raises(ValueError, match="do not apply"):
         from_preset("smnist-ff-64", neuron="lif", gamma=0.5)
-    with pytest.raises(ValueError, match="strategy"):
+    with pytest.raises(ValueError, match="strategy='magic' is not valid; choose one of: auto"):
         from_preset("smnist-ff-64", strategy="magic")
+    with pytest.raises(ValueError, match=r"strategy describe how a network runs.*Execution"):
+        PRESETS["smnist-ff-64"].replace(strategy="fused")
 
 
 def _dot_precisions(text):
@@ -228,11 +206,11 @@ def test_every_dot_carries_the_requested_precision(precision, strategy, backward
     # Forward and backward of a recurrent network (input, hidden, recurrent and readout
     # matmuls; the hand-written adjoints' own dots with fused/auto): lowered on CPU, every
     # dot_general must state the precision asked for (TF32 on GPU only with "default").
-    model = from_preset("shd-rec", hidden=(8, 6), matmul_precision=precision)
-    config = model.config.replace(strategy=strategy, backward=backward)
+    model = from_preset("shd-rec", hidden=(8, 6))
+    ex = Execution(strategy=strategy, backward=backward, matmul_precision=precision)
 
     def loss(p, x):
-        return jnp.sum(apply(config, p, x)[0])
+        return jnp.sum(apply(model.config, p, x, ex)[0])
 
     x = jnp.ones((2, 5, 700))
     text = jax.jit(jax.value_and_grad(loss)).lower(parameters(model), x).as_text()
@@ -241,8 +219,9 @@ def test_every_dot_carries_the_requested_precision(precision, strategy, backward
     assert set(found) == {(precision.upper(),) * 2}
     # the layer module on its own (one step and a scan) uses the same policy
     layer = model.layers[0]
-    text = jax.jit(lambda v: layer.scan(v)).lower(x).as_text()
-    text += jax.jit(lambda v: layer(v, layer.initial_state(2))[0]).lower(x[:, 0]).as_text()
+    text = jax.jit(lambda v: layer.scan(v, execution=ex)).lower(x).as_text()
+    step = jax.jit(lambda v: layer(v, layer.initial_state(2), execution=ex)[0])
+    text += step.lower(x[:, 0]).as_text()
     assert set(_dot_precisions(text)) == {(precision.upper(),) * 2}
 
 
@@ -255,8 +234,8 @@ def test_on_cpu_every_precision_gives_the_same_numbers():
     for precision in ("highest", "high", "default"):
         model = from_preset("shd-rec", hidden=(8, 6), matmul_precision=precision)
 
-        def loss(p, config=model.config):
-            return jnp.sum(jax.nn.log_softmax(apply(config, p, x)[0])[:, 0])
+        def loss(p, model=model):
+            return jnp.sum(jax.nn.log_softmax(apply(model.config, p, x, model.execution)[0])[:, 0])
 
         results.append(jax.jit(jax.value_and_grad(loss))(parameters(model)))
     for value, grads in results[1:]:

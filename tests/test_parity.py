@@ -10,7 +10,7 @@ Random weights in the official state_dict layout go into both (``from_official``
 ``load_state_dict``); a batch-mean cross-entropy is differentiated by torch autograd and
 by JAX, for both strategies (``layerwise`` and ``fused``, each through the hand-written
 adjoints of ``backward="auto"``), on S-MNIST ff/rec (64), GSC ff/rec (dropout off) and SHD ff/rec.
-Gradients are compared key by key through ``tclif_jax.convert.official_key_map``.
+Gradients are compared key by key through ``tclif_jax.convert.official_arrays``.
 
 Tolerance: |ours - ref| <= 1e-4 * max|ref| + 1e-6 per array. Both sides compute in float32
 and differ only in the order of sums (matmuls, over time and neurons): the largest
@@ -39,8 +39,10 @@ torch = pytest.importorskip("torch")
 
 from benchmarks import torch_reference as tr  # noqa: E402
 from tclif_jax import apply, from_official, from_preset, parameters  # noqa: E402
-from tclif_jax.convert import official_key_map  # noqa: E402
+from tclif_jax.convert import official_arrays, official_shapes  # noqa: E402
+from tclif_jax.execution import Execution  # noqa: E402
 from tclif_jax.neurons import make_neuron  # noqa: E402
+from tclif_jax.params import from_state  # noqa: E402
 
 # preset -> time steps; batch 3 everywhere.
 CASES = {
@@ -55,9 +57,9 @@ BATCH = 3
 RTOL_OF_MAX, ATOL = 1e-4, 1e-6
 
 
-def _config(preset, strategy="auto"):
+def _config(preset):
     # dropout off: the GSC presets train with 0.3, which parity cannot compare.
-    return from_preset(preset, seed=7, dropout=0.0, strategy=strategy).config
+    return from_preset(preset, seed=7, dropout=0.0).config
 
 
 def _official_state_dict(preset, seed=0):
@@ -65,7 +67,7 @@ def _official_state_dict(preset, seed=0):
     model = from_preset(preset, seed=seed, dropout=0.0)
     rng = np.random.default_rng(seed)
     out = {}
-    for key, (shape, _) in official_key_map(model, tr.official_stride(preset)).items():
+    for key, shape in official_shapes(model, tr.official_stride(preset)).items():
         if "decay_factor" in key:
             value = rng.normal(0.0, 0.6, shape)
         else:
@@ -101,22 +103,16 @@ def _reference(preset):
 def _ours(preset, strategy):
     """(logits, firing rates, {official key: grad}) from tclif_jax, float32."""
     model = from_official(from_preset(preset, seed=7, dropout=0.0), _official_state_dict(preset))
-    config = model.config.replace(strategy=strategy)
+    config, ex = model.config, Execution(strategy=strategy)
     x, y = _data(preset)
 
     def loss(p):
-        logits, aux = apply(config, p, x)
+        logits, aux = apply(config, p, x, ex)
         ce = -jnp.mean(jax.nn.log_softmax(logits)[jnp.arange(BATCH), y])
         return ce, (logits, aux["firing_rates"])
 
     (_, (logits, rates)), grads = jax.jit(jax.value_and_grad(loss, has_aux=True))(parameters(model))
-    out = {}
-    for key, (shape, path) in official_key_map(model, tr.official_stride(preset)).items():
-        g = grads
-        for part in path:
-            g = g[part]
-        g = np.asarray(g)
-        out[key] = (g.T if path[-1] == "kernel" else g).reshape(shape)
+    out = official_arrays(config, from_state(grads), tr.official_stride(preset))
     return np.asarray(logits), np.asarray(rates), out
 
 

@@ -1,10 +1,10 @@
-"""Execution strategies, the bf16 precision policy, and remat.
+"""Execution (``tclif_jax.execution``): strategies, the bf16 policy, remat, validation.
 
-* ``layerwise`` and ``fused`` give the same loss and gradients to 1e-5 (ff and recurrent
-  presets, a per-neuron/detached-reset/"last"-readout variant). Both run the
-  hand-differentiated loops of ``tclif_jax.adjoint`` by default; the fused one is also
-  checked against autodiff of the same fused scan (``backward="autodiff"``) here, and every
-  neuron, strategy and variant in ``tests/test_adjoint.py``.
+* ``layerwise`` and ``fused`` give the same loss and gradients to 1e-5: the one test of
+  that (ff and recurrent presets, a per-neuron/detached-reset/"last"-readout variant, and
+  dropout, whose masks the strategies share). Each strategy's hand-written adjoint against
+  autodiff is ``tests/test_adjoint.py``.
+* ``Execution`` validates every choice at construction.
 * bf16 matmuls keep master weights, gradients and neuron state in f32 and stay close to f32.
 * remat gives the same loss and gradients as no remat; a bad chunk is a clear error.
 """
@@ -17,8 +17,17 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from tclif_jax import TCLIF, NetworkConfig, SpikingNetwork, apply, from_preset, parameters
-from tclif_jax.network import AUTO_STRATEGY, resolve_strategy, run_network
+from tclif_jax import (
+    TCLIF,
+    Execution,
+    NetworkConfig,
+    SpikingNetwork,
+    apply,
+    from_preset,
+    parameters,
+)
+from tclif_jax.execution import AUTO_STRATEGY
+from tclif_jax.network import run_network
 
 CASES = {"smnist-ff-64": (4, 24), "smnist-rec-64": (4, 24), "shd-rec": (3, 12)}
 
@@ -34,9 +43,9 @@ def _inputs(model, batch, steps, seed=0):
     return x, y
 
 
-def _loss_and_grads(config, params, x, y, probes=None):
+def _loss_and_grads(config, params, x, y, execution, dropout_key=None):
     def loss(p):
-        logits, aux = apply(config, p, x, probes=probes)
+        logits, aux = apply(config, p, x, execution, dropout_key=dropout_key)
         ce = -jnp.mean(jax.nn.log_softmax(logits)[jnp.arange(x.shape[0]), y])
         return ce, (logits, aux["firing_rates"])
 
@@ -47,10 +56,10 @@ def _loss_and_grads(config, params, x, y, probes=None):
 @functools.cache
 def _case(preset, strategy, mdt="float32", remat_chunk=0):
     """(model, x, y, loss/logits/rates/grads) for a preset case, computed once per module."""
-    model = from_preset(preset, seed=1, matmul_dtype=mdt)
+    model = from_preset(preset, seed=1)
     x, y = _inputs(model, *CASES[preset])
-    config = model.config.replace(strategy=strategy, remat_chunk=remat_chunk)
-    return model, x, y, _loss_and_grads(config, parameters(model), x, y)
+    ex = Execution(strategy=strategy, remat_chunk=remat_chunk, matmul_dtype=mdt)
+    return model, x, y, _loss_and_grads(model.config, parameters(model), x, y, ex)
 
 
 def _assert_same(a, b, tol=1e-5):
@@ -74,60 +83,90 @@ def _assert_same(a, b, tol=1e-5):
         )
 
 
-@pytest.mark.parametrize("preset", sorted(CASES))
-def test_fused_and_layerwise_same_loss_and_grads(preset):
-    lw = _case(preset, "layerwise")[3]
-    fu = _case(preset, "fused")[3]
+def _variant():
+    """Per-neuron c, detached reset, the "last" readout and dropout on a recurrent layer."""
+    neuron = TCLIF(v_th=0.5, per_neuron=True, detach_reset=True)
+    config = NetworkConfig(
+        5, (16, 8), 4, neuron, recurrent=(True, False), readout="last", dropout=0.3
+    )
+    m = SpikingNetwork(config, rngs=nnx.Rngs(0))
+    x = jax.random.normal(jax.random.key(3), (4, 20, 5)) + 0.8
+    return config, parameters(m), x, jnp.arange(4)
+
+
+@pytest.mark.parametrize("case", [*sorted(CASES), "variant-dropout"])
+def test_strategies_agree(case):
+    if case in CASES:
+        lw, fu = _case(case, "layerwise")[3], _case(case, "fused")[3]
+    else:
+        config, params, x, y = _variant()
+        key = jax.random.key(5)
+        lw, fu = (
+            _loss_and_grads(config, params, x, y, Execution(strategy=s), key)
+            for s in ("layerwise", "fused")
+        )
     assert float(jnp.max(lw[2])) > 0, "inputs should make the network spike"
     _assert_same(lw, fu)
 
 
-@pytest.mark.parametrize("preset", ["smnist-rec-64", "shd-rec"])
-def test_hand_written_backward_equals_autodiff_of_the_fused_scan(preset):
-    model, x, y, fast = _case(preset, "fused")
-    autodiff = model.config.replace(strategy="fused", backward="autodiff")
-    _assert_same(fast, _loss_and_grads(autodiff, parameters(model), x, y))
-
-
-def test_variant_per_neuron_detached_last_readout_agrees():
-    neuron = TCLIF(v_th=0.5, per_neuron=True, detach_reset=True)
-    config = NetworkConfig(5, (16, 8), 4, neuron, recurrent=(True, False), readout="last")
-    m = SpikingNetwork(config, rngs=nnx.Rngs(0))
-    x = jax.random.normal(jax.random.key(3), (4, 20, 5)) + 0.8
-    y = jnp.arange(4)
-    params = parameters(m)
-    _assert_same(
-        _loss_and_grads(config.replace(strategy="layerwise"), params, x, y),
-        _loss_and_grads(config.replace(strategy="fused"), params, x, y),
-    )
-
-
-def _jaxpr(config, params, x, **kwargs):
-    return str(jax.make_jaxpr(lambda p: apply(config, p, x, **kwargs)[0])(params))
+def _jaxpr(config, params, x, execution, **kwargs):
+    return str(jax.make_jaxpr(lambda p: apply(config, p, x, execution, **kwargs)[0])(params))
 
 
 def test_both_strategies_take_the_hand_differentiated_path_unless_told_otherwise():
-    model = from_preset("smnist-ff-64", strategy="fused")
-    x, params = jnp.zeros((2, 8, 1)), parameters(model)
-    fused, layerwise = model.config, model.config.replace(strategy="layerwise")
-    assert "bwd=_network_bwd" in _jaxpr(fused, params, x)  # the fused loop's custom_vjp
-    assert _jaxpr(layerwise, params, x).count("bwd=_layer_bwd") == 3  # one per layer
-    for config in (fused, layerwise):
+    model = from_preset("smnist-ff-64")
+    x, params, config = jnp.zeros((2, 8, 1)), parameters(model), model.config
+    fused, layerwise = Execution(strategy="fused"), Execution(strategy="layerwise")
+    assert "bwd=_network_bwd" in _jaxpr(config, params, x, fused)  # the fused loop's custom_vjp
+    assert _jaxpr(config, params, x, layerwise).count("bwd=_layer_bwd") == 3  # one per layer
+    for ex in (fused, layerwise):
         for text in (
-            _jaxpr(config.replace(backward="autodiff"), params, x),
-            _jaxpr(config, params, x, record=True),
+            _jaxpr(config, params, x, ex.replace(backward="autodiff")),
+            _jaxpr(config, params, x, ex, record=True),
         ):
             assert "bwd=_network_bwd" not in text and "bwd=_layer_bwd" not in text
-    lif = from_preset("smnist-ff-64", strategy="fused", neuron="lif")
-    assert "bwd=_network_bwd" in _jaxpr(lif.config, parameters(lif), x)
+    lif = from_preset("smnist-ff-64", neuron="lif")
+    assert "bwd=_network_bwd" in _jaxpr(lif.config, parameters(lif), x, fused)
 
 
 def test_auto_strategy_per_backend():
-    config = from_preset("smnist-ff-64", strategy="auto").config
-    assert resolve_strategy(config, "cpu") == "fused"
-    assert resolve_strategy(config, "gpu") == "layerwise"
-    assert resolve_strategy(config.replace(strategy="layerwise"), "cpu") == "layerwise"
-    assert resolve_strategy(config) == AUTO_STRATEGY.get(jax.default_backend(), "layerwise")
+    auto = Execution()
+    assert auto.resolved_strategy("cpu") == "fused"
+    assert auto.resolved_strategy("gpu") == "layerwise"
+    assert Execution(strategy="layerwise").resolved_strategy("cpu") == "layerwise"
+    assert auto.resolved_strategy() == AUTO_STRATEGY.get(jax.default_backend(), "layerwise")
+
+
+@pytest.mark.parametrize(
+    "field, value, message",
+    [
+        (
+            "strategy",
+            "magic",
+            "strategy='magic' is not valid; choose one of: auto, layerwise, fused.",
+        ),
+        ("backward", "manual", "backward='manual' is not valid; choose one of: auto, autodiff."),
+        (
+            "matmul_dtype",
+            "float16",
+            "matmul_dtype='float16' is not valid; choose one of: float32, bfloat16.",
+        ),
+        (
+            "matmul_precision",
+            "tf32",
+            "matmul_precision='tf32' is not valid; choose one of: highest, high, default.",
+        ),
+        ("remat_chunk", -1, "remat_chunk=-1 must be an integer >= 0 (0 = off)."),
+        ("remat_chunk", 2.5, "remat_chunk=2.5 must be an integer >= 0 (0 = off)."),
+    ],
+)
+def test_execution_validates_every_choice(field, value, message):
+    with pytest.raises(ValueError) as err:
+        Execution(**{field: value})
+    assert str(err.value) == message
+    with pytest.raises(ValueError, match="Unknown execution setting.*'stratgy'"):
+        Execution().replace(stratgy="fused")
+    assert Execution.from_dict({"strategy": "fused", "remat_chunk": None}) == Execution("fused")
 
 
 # ----------------------------------------------------------------------------- precision
@@ -142,7 +181,13 @@ def test_bf16_policy_keeps_f32_params_grads_and_state_and_strategies_agree():
         assert {str(g.dtype) for g in jax.tree.leaves(grads)} == {"float32"}
         results[strategy] = (loss, logits)
     # neuron state (potentials) stays f32 under the bf16 policy
-    _, aux = run_network(model.config, parameters(model), jnp.swapaxes(x, 0, 1), record=True)
+    _, aux = run_network(
+        model.config,
+        model.params(),
+        jnp.swapaxes(x, 0, 1),
+        Execution(matmul_dtype="bfloat16"),
+        record=True,
+    )
     assert all(v.dtype == jnp.float32 for st in aux["states"] for v in st.values())
     # both strategies run the same bf16 products (summation order differs only)
     np.testing.assert_allclose(
@@ -186,3 +231,5 @@ def test_bad_remat_chunk_is_a_clear_error():
     model = from_preset("smnist-ff-64", remat_chunk=7)
     with pytest.raises(ValueError, match=r"remat_chunk=7 must divide the sequence length T=40"):
         model(jnp.zeros((2, 40, 1)))
+    with pytest.raises(ValueError, match=r"remat_chunk=7 must divide the sequence length T=40"):
+        model(jnp.zeros((2, 40, 1)), execution=Execution(strategy="layerwise", remat_chunk=7))

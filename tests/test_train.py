@@ -221,3 +221,74 @@ def test_checkpoint_of_the_previous_parameter_layout_is_refused_clearly(toy, tmp
     with pytest.raises(CheckpointError, match="tclif_jax 0.1.*new --workdir"):
         train_lib.train_and_evaluate(toy.config(), str(tmp_path))
     assert os.listdir(tmp_path / "checkpoints" / "last") == ["8"]
+
+
+def _close_histories(a, b, tol=1e-5):
+    a, b = strip_times(a), strip_times(b)
+    assert [sorted(r) for r in a] == [sorted(r) for r in b]
+    for ra, rb in zip(a, b):
+        for key, value in ra.items():
+            np.testing.assert_allclose(rb[key], value, rtol=tol, atol=tol, err_msg=key)
+
+
+def test_resume_under_another_execution_equals_uninterrupted(toy, tmp_path, caplog):
+    # Strategies agree to float rounding, so a run may change them when it resumes.
+    def config(strategy, **train):
+        c = toy.config(**train)
+        c.execution.strategy = strategy
+        return c
+
+    full = train_lib.train_and_evaluate(config("fused"), str(tmp_path / "full"))
+    train_lib.train_and_evaluate(config("fused", max_steps=11), str(tmp_path / "r"))
+    with caplog.at_level("INFO"):
+        rest = train_lib.train_and_evaluate(config("layerwise"), str(tmp_path / "r"))
+    assert "execution.strategy: 'fused' -> 'layerwise'" in caplog.text
+    _close_histories(full["history"], rest["history"])
+
+
+def test_the_last_partial_batch_is_kept_unless_drop_last(toy, tmp_path):
+    # 256 training examples at batch 48: 5 full batches and one of 16 (the official
+    # loaders' drop_last=False), or 5 steps an epoch with drop_last=True.
+    kept = train_lib.train_and_evaluate(toy.config(batch_size=48), str(tmp_path / "kept"))
+    dropped = train_lib.train_and_evaluate(
+        toy.config(batch_size=48, drop_last=True), str(tmp_path / "dropped")
+    )
+    assert [r["step"] for r in kept["history"]] == [6, 12, 18]
+    assert [r["step"] for r in dropped["history"]] == [5, 10, 15]
+    assert kept["history"][0]["train_loss"] != dropped["history"][0]["train_loss"]
+
+
+def test_padded_rows_of_a_partial_batch_carry_no_weight(toy):
+    # The step on 16 real rows padded to 48 (weight 0) equals the step on the 16 rows alone.
+    import jax.numpy as jnp
+    import optax
+
+    from tclif_jax.models import parameters
+
+    cfg = toy.config()
+    model = train_lib.build_model(cfg, 4, 4)
+    tx = optax.adam(1e-2)
+    step = train_lib.make_train_step(model, tx)
+    x, y = (np.asarray(a) for a in toy.dataset("toy", None).splits["train"])
+    x16, y16 = jnp.asarray(x[:16]), jnp.asarray(y[:16])
+    pad = np.resize(np.arange(16), 48)
+    weights = jnp.asarray((np.arange(48) < 16).astype(np.float32))
+    key = jax.random.key(0)
+
+    def fresh():
+        params = jax.tree.map(jnp.array, parameters(model))
+        return params, tx.init(params)
+
+    p_alone, _, m_alone = step(*fresh(), x16, y16, key)
+    p_pad, _, m_pad = step(*fresh(), jnp.asarray(x[pad]), jnp.asarray(y[pad]), key, weights)
+    np.testing.assert_allclose(float(m_pad["loss"]), float(m_alone["loss"]), rtol=1e-6)
+    for a, b in zip(jax.tree.leaves(p_pad), jax.tree.leaves(p_alone)):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-6)
+
+
+def test_settings_saved_by_0_2_are_read_in_todays_names():
+    saved = {"model.strategy": "fused", "model.remat_chunk": 0, "model.hidden": [32]}
+    assert train_lib._saved_settings({"settings": saved}) == {
+        "model.hidden": [32],
+        "train.drop_last": True,  # 0.2 dropped every epoch's last partial batch
+    }

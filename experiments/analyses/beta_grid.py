@@ -123,7 +123,7 @@ def _run_one(config, root, task, b1, b2, i, total):
     try:
         s = _common.train(config, task_cfg, workdir)
         net = s["model"].config
-        last = s["params"]["layers"][len(net.hidden) - 1].get("neuron_params", {})
+        last = s["model"].params().layers[-1].neuron
         final_b1, final_b2 = (float(np.mean(b)) for b in net.neurons[-1].coupling(last))
         finite = math.isfinite(s["history"][-1]["train_loss"])
         rec.update(

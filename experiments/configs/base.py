@@ -15,6 +15,7 @@ from ml_collections import config_dict
 
 from tclif_jax import data as data_lib
 from tclif_jax.config import config_fields
+from tclif_jax.execution import Execution
 
 
 def parse_arg(arg: str | None, **defaults: Any) -> config_dict.ConfigDict:
@@ -99,6 +100,9 @@ def base_config(
     config.seed = 0
     config.model = model_config(preset, neuron)
 
+    # How the network runs (tclif_jax.execution.Execution); may change when a run resumes.
+    config.execution = config_dict.ConfigDict(Execution().to_dict())
+
     config.data = data_lib.default_config(task)
     config.data.on_device = "auto"  # place whole splits on device when they fit
 
@@ -110,6 +114,8 @@ def base_config(
     config.train.checkpoint_every_steps = 0  # also checkpoint inside epochs (0: epoch ends only)
     config.train.keep_checkpoints = 3
     config.train.skip_nonfinite = False
+    # The official loaders keep each epoch's last partial batch (drop_last=False).
+    config.train.drop_last = False
     config.train.progress = True
 
     config.optimizer = config_dict.ConfigDict()

@@ -25,8 +25,11 @@ import numpy as np
 
 from tclif_jax.analysis.jacobian import paper_inf_norm, transition_jacobian
 from tclif_jax.config import NetworkConfig
-from tclif_jax.network import MatmulPolicy, feedforward, scan_layer
+from tclif_jax.execution import Execution
+from tclif_jax.network import scan_layer
 from tclif_jax.neurons import Neuron
+from tclif_jax.params import NetworkParams, from_state
+from tclif_jax.steps import feedforward
 
 __all__ = [
     "TABLE7",
@@ -181,21 +184,27 @@ def norm_plane(b1_values, b2_values) -> dict[str, np.ndarray]:
 # ----------------------------------------------------------------------------- measured
 
 
-def layer_states(config: NetworkConfig, params: dict, x_batch_major, layer: int = -1):
-    """Run the network (evaluation mode) up to ``layer`` and return that layer's
-    feed-forward input current ``(T, B, n)`` and its neuron state at every step (each
-    field ``(T, B, n)``), both time-major. The state is taken before the reset of ``S[t]``
-    (the library's layout). ``x_batch_major`` is ``(B, T, F)``."""
+def _typed(params) -> NetworkParams:
+    return params if isinstance(params, NetworkParams) else from_state(params)
+
+
+def layer_states(config: NetworkConfig, params, x_batch_major, layer: int = -1):
+    """Run the network (evaluation mode, full-f32 products) up to ``layer`` and return
+    that layer's feed-forward input current ``(T, B, n)`` and its neuron state at every
+    step (each field ``(T, B, n)``), both time-major. The state is taken before the reset
+    of ``S[t]`` (the library's layout). ``params``: ``NetworkParams`` or the model's state
+    dict; ``x_batch_major`` is ``(B, T, F)``."""
     x = jnp.swapaxes(jnp.asarray(x_batch_major, jnp.float32), 0, 1)
     layer = layer % len(config.hidden)
-    matmul = MatmulPolicy.of(config)
+    layers = _typed(params).layers
+    execution = Execution()
     batch = x.shape[1]
     h = x
     for i in range(layer + 1):
-        neuron, lp = config.neurons[i], params["layers"][i]
-        current = feedforward(lp, h, matmul)
+        neuron = config.neurons[i]
+        current = feedforward(layers[i].dense, h, execution.matmul)
         state0 = neuron.init_state((batch,), config.hidden[i])
-        _, h, states = scan_layer(neuron, lp, current, state0, matmul, record=i == layer)
+        _, h, states = scan_layer(neuron, layers[i], current, state0, execution, record=i == layer)
     return current, states
 
 
@@ -220,7 +229,7 @@ def step_jacobians(neuron: Neuron, neuron_params, prev_potentials, current) -> j
 
 def measured_jacobian_norms(
     config: NetworkConfig,
-    params: dict,
+    params,
     x_batch_major,
     *,
     layer: int = -1,
@@ -244,7 +253,7 @@ def measured_jacobian_norms(
             "recurrent (its Jacobian couples neurons through W_rec)."
         )
     neuron = config.neurons[index]
-    neuron_params = params["layers"][index].get("neuron_params", {})
+    neuron_params = _typed(params).layers[index].neuron
     current, states = layer_states(config, params, x_batch_major, index)
     pots = neuron.state_vector(states)  # (T, B, n, k)
     jac = np.asarray(

@@ -1,0 +1,147 @@
+"""The pure training and evaluation steps: jitted, data-parallel, on the model's state dict.
+
+``params`` is the model's ``nnx.Param`` state as a pure dict (what optimizers and
+checkpoints hold); the loss maps it to typed parameters (``tclif_jax.params.from_state``)
+and runs ``models.apply`` under an ``Execution``. Batches are batch-major ``(B, T, F)``,
+sharded over a ``jax.sharding`` mesh (``tclif_jax.sharding``) when one is given.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
+
+from tclif_jax.execution import Execution
+from tclif_jax.models import SpikingNetwork, apply
+from tclif_jax.params import from_state
+from tclif_jax.sharding import Split, put_global
+
+__all__ = ["NonFiniteLossError", "make_train_step", "make_eval_step", "evaluate"]
+
+
+class NonFiniteLossError(FloatingPointError):
+    """The loss, a gradient, an input or an updated parameter became NaN/inf and
+    ``train.skip_nonfinite`` is off."""
+
+
+def _loss_and_metrics(config, execution, params, x, y, key, weights):
+    logits, aux = apply(config, from_state(params), x, execution, dropout_key=key)
+    losses = optax.softmax_cross_entropy_with_integer_labels(logits, y)
+    hits = jnp.argmax(logits, -1) == y
+    if weights is None:
+        loss, acc = losses.mean(), hits.mean()
+    else:  # a padded last batch: the mean over its real rows
+        loss = jnp.sum(losses * weights) / jnp.sum(weights)
+        acc = jnp.sum(hits * weights) / jnp.sum(weights)
+    return loss, {"accuracy": acc, "firing_rates": aux["firing_rates"]}
+
+
+def _all_finite(tree) -> jax.Array:
+    return jnp.all(jnp.stack([jnp.all(jnp.isfinite(a)) for a in jax.tree.leaves(tree)]))
+
+
+def make_train_step(
+    model: SpikingNetwork,
+    tx: optax.GradientTransformation,
+    *,
+    execution: Execution | None = None,
+    input_scale: float = 1.0,
+    mesh=None,
+    shardings=None,
+    jit: bool = True,
+) -> Callable:
+    """``step(params, opt_state, x, y, key, weights=None) -> (params, opt_state, metrics)``.
+
+    ``params`` is ``parameters(model)`` (the ``nnx.Param`` state as a pure dict); the
+    network is ``model.config``, run under ``execution`` (default: ``model.execution``).
+    Pure: one forward/backward through the scan and one Adam update. If the batch, the
+    loss, a gradient or an updated parameter is not finite, params and optimizer state
+    stay unchanged and ``metrics["finite"]`` is False (a NaN input would otherwise pass: a
+    NaN membrane never spikes, so the loss looks fine). ``x`` is ``(B, T, F)`` in any real
+    dtype (cast to f32 and multiplied by ``input_scale`` inside), ``y`` ``(B,)`` int;
+    ``weights (B,)`` (1 real, 0 padding) averages loss and accuracy over real rows.
+    """
+    config, execution = model.config, execution or model.execution
+
+    def step(params, opt_state, x, y, key, weights=None):
+        x = x.astype(jnp.float32) * input_scale
+        (loss, metrics), grads = jax.value_and_grad(_loss_and_metrics, argnums=2, has_aux=True)(
+            config, execution, params, x, y, key, weights
+        )
+        updates, new_opt_state = tx.update(grads, opt_state, params)
+        new_params = optax.apply_updates(params, updates)
+        finite = (
+            jnp.isfinite(loss)
+            & jnp.all(jnp.isfinite(x))
+            & _all_finite(grads)
+            & _all_finite(new_params)
+        )
+        keep = lambda new, old: jnp.where(finite, new, old)  # noqa: E731
+        new_params = jax.tree.map(keep, new_params, params)
+        new_opt_state = jax.tree.map(keep, new_opt_state, opt_state)
+        metrics = dict(metrics, loss=loss, finite=finite, grad_norm=optax.tree.norm(grads))
+        return new_params, new_opt_state, metrics
+
+    if not jit:
+        return step
+    if mesh is None:
+        return jax.jit(step, donate_argnums=(0, 1))
+    p_sh, o_sh = shardings
+    rep = NamedSharding(mesh, P())
+    return jax.jit(step, donate_argnums=(0, 1), out_shardings=(p_sh, o_sh, rep))
+
+
+def make_eval_step(
+    model: SpikingNetwork, *, execution: Execution | None = None, input_scale: float = 1.0
+) -> Callable:
+    """``eval(params, x, y, mask) -> sums`` of loss, correct, count, non-finite input values
+    and per-layer firing rates times count; padded rows have mask 0 (they repeat the last
+    example, so the batch's rate stays an unbiased estimate up to that repeat)."""
+    config, execution = model.config, execution or model.execution
+
+    def step(params, x, y, mask):
+        x = x.astype(jnp.float32) * input_scale
+        logits, aux = apply(config, from_state(params), x, execution)
+        losses = optax.softmax_cross_entropy_with_integer_labels(logits, y)
+        count = jnp.sum(mask)
+        bad = jnp.sum(jnp.where(jnp.isfinite(x), 0.0, 1.0), axis=(1, 2))
+        return {
+            "loss": jnp.sum(losses * mask),
+            "correct": jnp.sum((jnp.argmax(logits, -1) == y) * mask),
+            "count": count,
+            "nonfinite": jnp.sum(bad * mask),
+            "rates": aux["firing_rates"] * count,
+        }
+
+    return jax.jit(step)
+
+
+def evaluate(eval_step, params, split: Split, batch_size: int, n_dev: int, name: str) -> dict:
+    """Loss, accuracy and per-layer firing rates over every example of a split: the last
+    partial batch is padded (repeating the last example) and its padding masked out."""
+    sums = {"loss": 0.0, "correct": 0.0, "count": 0.0, "nonfinite": 0.0, "rates": 0.0}
+    bs = max(n_dev, min(batch_size, math.ceil(split.n / n_dev) * n_dev))
+    batches = [np.arange(start, start + bs) for start in range(0, split.n, bs)]
+    for idx, (x, y) in zip(batches, split.batches([np.minimum(i, split.n - 1) for i in batches])):
+        mask = (idx < split.n).astype(np.float32)
+        out = eval_step(params, x, y, put_global(mask, split.batch_sharding))
+        for k in sums:
+            sums[k] = sums[k] + np.asarray(out[k], np.float64)
+    if sums["nonfinite"]:
+        raise NonFiniteLossError(
+            f"The {name} split holds {int(sums['nonfinite'])} non-finite input values; clean the "
+            "data (a NaN membrane never spikes, so its accuracy would be meaningless)."
+        )
+    return {
+        "loss": float(sums["loss"] / sums["count"]),
+        "acc": float(sums["correct"] / sums["count"]),
+        "count": int(sums["count"]),
+        "rates": [round(float(r), 6) for r in sums["rates"] / sums["count"]],
+    }
