@@ -5,7 +5,8 @@ Interface (used by ``tclif_jax.train``):
 * ``REGISTRY[name] -> DatasetSpec``: what each task declares in its module (its
   ``data.*`` fields with defaults and valid values, class count, input features, input
   scale, splits, loader); ``spec(name)`` looks one up. ``DATASETS``, ``NUM_CLASSES`` and
-  ``default_config`` are read from it.
+  ``default_config`` are read from it. A new task is a ``DatasetSpec`` in its module's
+  ``SPECS``, added to ``REGISTRY`` below.
 * ``default_config(name) -> ml_collections.ConfigDict``: every field a dataset
   understands, with defaults (always ``dir``, ``train_limit``, ``test_limit``).
 * ``check_config(name, config) -> ml_collections.ConfigDict``: every ``data.*`` field
