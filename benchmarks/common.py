@@ -1,5 +1,5 @@
 """Shared pieces of the benchmarks: the entry point, environment, machine facts, FLOP
-counts, timing, RSS.
+counts, timing, RSS, and the child process that steps a torch runner on request.
 
 Every benchmark is ``python -m benchmarks.<name> --config=benchmarks/configs/<name>.py:ARGS``
 with big_vision arguments (``preset=shd-rec,batch=64``) and ``--config.<field>=value``
@@ -377,3 +377,69 @@ def run_json_subprocesses(
             proc.kill()
         finish(i, proc)
     return results  # type: ignore[return-value]
+
+
+# ----------------------------------------------------------------------------- step workers
+
+
+def torch_device(choice: str) -> str:
+    """The torch device for ``config.torch_device``: "auto" is cuda when JAX runs on a GPU."""
+    if choice != "auto":
+        return choice
+    import jax
+
+    return "cuda" if jax.default_backend() == "gpu" else "cpu"
+
+
+class StepWorker:
+    """A runner in a child process, ``python -m <module> <args>``, that steps on request
+    and times each step itself, so the pipe is not timed. The child runs ``serve_steps``.
+
+    Protocol, one line of space-separated fields each way: the child prints ``ready ...``
+    once built; for each ``step`` it reads it prints ``<seconds> ...``; any other line
+    (``quit``) or the end of its input ends it.
+    """
+
+    def __init__(self, name: str, module: str, args: Sequence[str]):
+        self.name = name
+        self.cmd = [sys.executable, "-m", module, *args]
+        self.proc = subprocess.Popen(
+            self.cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=ROOT
+        )
+
+    def ready_line(self) -> list[str]:
+        """Wait for the child's ``ready`` line (it builds while this process compiles) and
+        return its fields after ``ready``."""
+        ready = self.proc.stdout.readline().split()
+        if not ready or ready[0] != "ready":
+            self.proc.kill()
+            raise SystemExit(
+                f"The {self.name} worker did not start; run it alone to see why: "
+                + " ".join(self.cmd)
+            )
+        return ready[1:]
+
+    def step_line(self) -> tuple[float, list[str]]:
+        """One step in the child: the seconds it timed, and the line's other fields."""
+        self.proc.stdin.write("step\n")
+        self.proc.stdin.flush()
+        line = self.proc.stdout.readline().split()
+        if not line:
+            raise SystemExit(f"The {self.name} worker exited during a step.")
+        return float(line[0]), line[1:]
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.stdin.write("quit\n")
+            self.proc.stdin.flush()
+            self.proc.wait(timeout=60)
+
+
+def serve_steps(ready: Sequence[Any], step: Callable[[], Sequence[Any]]) -> None:
+    """Child side of ``StepWorker``: print ``ready *ready``, then ``*step()`` (seconds
+    first) for every ``step`` line on stdin."""
+    print("ready", *ready, flush=True)
+    for line in sys.stdin:
+        if line.strip() != "step":
+            break
+        print(*step(), flush=True)

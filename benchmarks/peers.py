@@ -53,8 +53,6 @@ import importlib.metadata
 import importlib.util
 import json
 import os
-import subprocess
-import sys
 import time
 
 from benchmarks import common
@@ -524,54 +522,27 @@ class TorchPeerRunner:
         return out.sum(0) if self.problem.setting == "a" else np.swapaxes(out, 0, 1)
 
 
-class PeerWorker:
+class PeerWorker(common.StepWorker):
     """A torch peer in a child process (``--peer_worker=<lib>``) that steps on request and
     times each step itself, so the pipe is not timed. It builds the same weights and data
     from the config's seed."""
 
     def __init__(self, lib, config, device):
-        cmd = [
-            sys.executable,
-            "-m",
-            "benchmarks.peers",
-            f"--peer_worker={lib}",
-            *common.config_args(
-                "peers",
-                **{k: config[k] for k in _WORKER_FIELDS},
-                torch_device=device,
-            ),
-        ]
-        self.proc = subprocess.Popen(
-            cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=common.ROOT
-        )
-        self.cmd = cmd
-        self.library = self.name = lib
+        fields = {k: config[k] for k in _WORKER_FIELDS}
+        args = [f"--peer_worker={lib}", *common.config_args("peers", **fields, torch_device=device)]
+        super().__init__(lib, "benchmarks.peers", args)
+        self.library = lib
         self.device, self.compile_s, self.last_loss = None, 0.0, None
 
     def wait_ready(self) -> None:
         """Wait for the worker's ``ready`` line (the workers start while JAX compiles)."""
-        ready = self.proc.stdout.readline().split()
-        if not ready or ready[0] != "ready":
-            self.proc.kill()
-            raise SystemExit(
-                f"The {self.name} worker did not start; run it alone to see why: {self.cmd}"
-            )
-        self.device, self.compile_s = ready[1], float(ready[2])
+        self.device, compile_s = self.ready_line()
+        self.compile_s = float(compile_s)
 
     def timed_step(self) -> float:
-        self.proc.stdin.write("step\n")
-        self.proc.stdin.flush()
-        line = self.proc.stdout.readline().split()
-        if not line:
-            raise SystemExit(f"The {self.name} worker exited during a step.")
-        self.last_loss = float(line[1])
-        return float(line[0])
-
-    def close(self):
-        if self.proc.poll() is None:
-            self.proc.stdin.write("quit\n")
-            self.proc.stdin.flush()
-            self.proc.wait(timeout=60)
+        dt, (loss,) = self.step_line()
+        self.last_loss = float(loss)
+        return dt
 
 
 _WORKER_FIELDS = (
@@ -607,25 +578,18 @@ def serve_peer(config, lib: str) -> None:
     t0 = time.perf_counter()
     if config.torch_compile:  # compile now (the first call), untimed like XLA's
         r.block(r.step())
-    print("ready", r.device, time.perf_counter() - t0, flush=True)
-    for line in sys.stdin:
-        if line.strip() != "step":
-            break
+    compile_s = time.perf_counter() - t0
+
+    def step():
         t0 = time.perf_counter()
         out = r.block(r.step())
         dt = time.perf_counter() - t0
-        print(dt, r.loss(out), flush=True)
+        return dt, r.loss(out)
+
+    common.serve_steps((r.device, compile_s), step)
 
 
 # ----------------------------------------------------------------------------- the run
-
-
-def _torch_device(choice: str) -> str:
-    if choice != "auto":
-        return choice
-    import jax
-
-    return "cuda" if jax.default_backend() == "gpu" else "cpu"
 
 
 def build_runners(config, problem, log) -> tuple[list, list[dict]]:
@@ -648,7 +612,7 @@ def build_runners(config, problem, log) -> tuple[list, list[dict]]:
             log(f"skipping {lib}: {why}")
             skipped.append({"library": lib, "reason": why})
         elif lib in TORCH_PEERS:  # start them first: they load while JAX compiles
-            workers[lib] = PeerWorker(lib, config, _torch_device(config.torch_device))
+            workers[lib] = PeerWorker(lib, config, common.torch_device(config.torch_device))
     missing = {s["library"] for s in skipped}
     for lib in libs:
         if lib in missing:

@@ -44,8 +44,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 import time
 
 from benchmarks import common
@@ -154,56 +152,25 @@ class TorchRunner:
         return out
 
 
-class TorchWorker:
+class TorchWorker(common.StepWorker):
     """The torch reference in a child process, stepping on request (``--torch_worker``).
 
     The child builds the same weights (``from_preset(preset, seed)``) and data
     (``make_data``) and times each step itself, so the pipe is not timed."""
 
     def __init__(self, config, steps, threads):
-        cmd = [
-            sys.executable,
-            "-m",
-            "benchmarks.step_time",
-            "--torch_worker",
-            *common.config_args(
-                "step_time",
-                preset=config.preset,
-                batch=config.batch,
-                steps=steps,
-                seed=config.seed,
-                threads=threads,
-                torch_device=config.torch_device,
-                malloc_tuning=config.malloc_tuning,
-            ),
-        ]
-        self.proc = subprocess.Popen(
-            cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=common.ROOT
-        )
-        ready = self.proc.stdout.readline().split()
-        if not ready or ready[0] != "ready":
-            self.proc.kill()
-            raise SystemExit(
-                "The torch worker did not start; run it alone to see why: " + " ".join(cmd)
-            )
-        self.device = ready[1]
+        fields = dict(preset=config.preset, batch=config.batch, steps=steps, seed=config.seed)
+        fields.update(threads=threads, torch_device=config.torch_device)
+        fields.update(malloc_tuning=config.malloc_tuning)
+        args = ["--torch_worker", *common.config_args("step_time", **fields)]
+        super().__init__("torch", "benchmarks.step_time", args)
+        (self.device,) = self.ready_line()
         self.name = "torch-reference" + ("-cuda" if self.device.startswith("cuda") else "")
         self.compile_s = 0.0
         self.xla_flops = None
 
     def timed_step(self) -> float:
-        self.proc.stdin.write("step\n")
-        self.proc.stdin.flush()
-        line = self.proc.stdout.readline()
-        if not line:
-            raise SystemExit("The torch worker exited during a step.")
-        return float(line)
-
-    def close(self):
-        if self.proc.poll() is None:
-            self.proc.stdin.write("quit\n")
-            self.proc.stdin.flush()
-            self.proc.wait(timeout=60)
+        return self.step_line()[0]
 
 
 def serve_torch_steps(config) -> None:
@@ -218,21 +185,9 @@ def serve_torch_steps(config) -> None:
         x,
         y,
         config.threads or os.cpu_count(),
-        _torch_device(config.torch_device),
+        common.torch_device(config.torch_device),
     )
-    print("ready", r.device, flush=True)
-    for line in sys.stdin:
-        if line.strip() != "step":
-            break
-        print(common.timed(r.step, r.block), flush=True)
-
-
-def _torch_device(choice: str) -> str:
-    if choice != "auto":
-        return choice
-    import jax
-
-    return "cuda" if jax.default_backend() == "gpu" else "cpu"
+    common.serve_steps((r.device,), lambda: (common.timed(r.step, r.block),))
 
 
 def matmul_peak(dtype: str, n: int = 2048, reps: int = 3) -> float:
@@ -280,7 +235,7 @@ def probe_memory(config, probe: str) -> dict:
             x,
             y,
             config.threads or os.cpu_count(),
-            _torch_device(config.torch_device),
+            common.torch_device(config.torch_device),
         )
         for _ in range(2):
             r.block(r.step())
@@ -382,7 +337,7 @@ def run(config, memory_probe: str = "", torch_worker: bool = False) -> dict:
                     x,
                     y,
                     threads,
-                    _torch_device(config.torch_device),
+                    common.torch_device(config.torch_device),
                 )
             )
         log(f"torch reference: {'own process' if separate else 'this process'}")

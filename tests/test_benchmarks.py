@@ -184,6 +184,36 @@ def test_cli_rejects_unknown_overrides_and_positional_arguments():
         assert "no_such_field" in out.stderr or "Unexpected arguments ['stray']" in out.stderr
 
 
+# ----------------------------------------------------------------------------- step workers
+
+
+def test_serve_steps_protocol(monkeypatch, capsys):
+    # The child side of the torch workers: ready line, one line per "step", stop at "quit".
+    import io
+
+    monkeypatch.setattr(sys, "stdin", io.StringIO("step\nstep\nquit\nstep\n"))
+    times = iter([0.25, 0.5])
+    common.serve_steps(("cpu", 1.5), lambda: (next(times), 3.0))
+    assert capsys.readouterr().out == "ready cpu 1.5\n0.25 3.0\n0.5 3.0\n"
+
+
+def test_step_worker_that_does_not_start_says_how_to_see_why():
+    worker = common.StepWorker("ghost", "benchmarks.no_such_module", ["--x=1"])
+    with pytest.raises(SystemExit) as e:
+        worker.ready_line()
+    assert str(e.value) == (
+        f"The ghost worker did not start; run it alone to see why: {sys.executable} -m "
+        f"benchmarks.no_such_module --x=1"
+    )
+    worker.proc.wait(timeout=60)
+    worker.close()  # already gone: nothing to send
+
+
+def test_torch_device_auto_follows_jax():
+    assert common.torch_device("cuda:1") == "cuda:1"
+    assert common.torch_device("auto") == ("cuda" if jax.default_backend() == "gpu" else "cpu")
+
+
 # ----------------------------------------------------------------------------- torch reference
 
 

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import gzip
 import logging
 import os
 import socket
-import struct
 
 import numpy as np
 import pytest
+from fixtures_data import write_idx
 
-from tclif_jax import data
+from tclif_jax import data, testing
 from tclif_jax.data import download, gsc, mnist, spiking_audio, synthetic
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -37,15 +36,6 @@ def no_network(monkeypatch):
 
     monkeypatch.setattr(socket.socket, "connect", refuse)
     monkeypatch.setattr(socket, "create_connection", refuse)
-
-
-def write_idx(path: str, array: np.ndarray) -> str:
-    """Write a uint8 IDX file (gzip if ``path`` ends in .gz)."""
-    header = bytes([0, 0, 0x08, array.ndim]) + struct.pack(">" + "I" * array.ndim, *array.shape)
-    payload = header + np.ascontiguousarray(array, np.uint8).tobytes()
-    with gzip.open(path, "wb") if path.endswith(".gz") else open(path, "wb") as f:
-        f.write(payload)
-    return path
 
 
 @pytest.fixture
@@ -306,7 +296,7 @@ def test_shd_binning_closed_form(tmp_path, caplog):
         np.array([0, 0]),
     ]
     for split in ("train", "test"):
-        spiking_audio.write_hsd(
+        testing.write_hsd(
             str(tmp_path / f"shd_{split}.h5"), times, units, [4, 0, 19], time_dtype=np.float64
         )
     caplog.set_level(logging.INFO, logger="absl")
@@ -329,7 +319,7 @@ def test_shd_binning_closed_form(tmp_path, caplog):
 
 
 def test_binning_matches_official_digitize_on_random_data(tmp_path):
-    path = spiking_audio.write_fake_hsd(
+    path = testing.write_fake_hsd(
         str(tmp_path / "SHD" / "shd_train.h5"),
         40,
         20,
@@ -338,7 +328,7 @@ def test_binning_matches_official_digitize_on_random_data(tmp_path):
         inf_times=2,
         late_times=4,
     )
-    spiking_audio.write_fake_hsd(str(tmp_path / "SHD" / "shd_test.h5"), 10, 20, seed=2)
+    testing.write_fake_hsd(str(tmp_path / "SHD" / "shd_test.h5"), 10, 20, seed=2)
     ds = data.load_dataset("shd", {"dir": str(tmp_path), "test_limit": 4})  # tonic's SHD/ layout
     import h5py
 
@@ -368,8 +358,8 @@ def test_binning_matches_official_digitize_on_random_data(tmp_path):
 
 def test_fake_files_are_learnable(tmp_path):
     # Demos train on these: a nearest-class-mean decoder on channel histograms must work.
-    spiking_audio.write_fake_hsd(str(tmp_path / "shd_train.h5"), 100, 20, seed=3)
-    spiking_audio.write_fake_hsd(str(tmp_path / "shd_test.h5"), 40, 20, seed=4)
+    testing.write_fake_hsd(str(tmp_path / "shd_train.h5"), 100, 20, seed=3)
+    testing.write_fake_hsd(str(tmp_path / "shd_test.h5"), 40, 20, seed=4)
     ds = data.load_dataset("shd", {"dir": str(tmp_path)})
     (xtr, ytr), (xte, yte) = ds.splits["train"], ds.splits["test"]
     means = np.stack([xtr[ytr == k].sum(1).mean(0) for k in range(20)])
@@ -385,7 +375,7 @@ def test_counts_above_255_use_uint16_unclipped():
 
 def test_ssc_has_valid_split_and_35_classes(tmp_path):
     for split, n in (("train", 12), ("valid", 5), ("test", 6)):
-        spiking_audio.write_fake_hsd(str(tmp_path / f"ssc_{split}.h5"), n, 35, seed=n)
+        testing.write_fake_hsd(str(tmp_path / f"ssc_{split}.h5"), n, 35, seed=n)
     ds = data.load_dataset("ssc", {"dir": str(tmp_path), "train_limit": 10})
     assert ds.split_names == ("train", "valid", "test") and ds.num_classes == 35
     assert [len(ds.splits[s][1]) for s in ds.split_names] == [10, 5, 6]
@@ -395,7 +385,7 @@ def test_ssc_has_valid_split_and_35_classes(tmp_path):
 def test_fake_file_is_readable_by_tonic(tmp_path):
     tonic = pytest.importorskip("tonic")
     folder = tmp_path / "SHD"
-    spiking_audio.write_fake_hsd(str(folder / "shd_train.h5"), 6, 20, seed=0)
+    testing.write_fake_hsd(str(folder / "shd_train.h5"), 6, 20, seed=0)
     (folder / "shd_train.h5.zip").write_bytes(
         b""
     )  # tonic checks the archive exists, else downloads
@@ -420,7 +410,7 @@ def read_h5(path):
 
 def test_spike_events_bin_bit_identical_to_bin_spikes(tmp_path):
     # Ragged samples, an empty one, NaN/inf/late times, a bad unit; read in small chunks.
-    path = spiking_audio.write_fake_hsd(
+    path = testing.write_fake_hsd(
         str(tmp_path / "shd_train.h5"), 90, 20, seed=5, nan_times=4, inf_times=3, late_times=5
     )
     times, units = read_h5(path)
@@ -428,7 +418,7 @@ def test_spike_events_bin_bit_identical_to_bin_spikes(tmp_path):
     units[3][0] = 700
     shuffle = np.random.default_rng(1).permutation(len(times[0]))  # spikes out of time order
     times[0], units[0] = times[0][shuffle], units[0][shuffle]
-    spiking_audio.write_hsd(path, times, units, np.arange(90) % 20)
+    testing.write_hsd(path, times, units, np.arange(90) % 20)
     events, labels, dropped = spiking_audio.read_events(path, chunk=16)
     ref, ref_dropped = spiking_audio.bin_spikes(times, units)
     assert dropped == ref_dropped and dropped["bad_unit"] == 1 and dropped["nan"] == 4
@@ -450,16 +440,14 @@ def test_spike_events_bin_bit_identical_to_bin_spikes(tmp_path):
     head, _, _ = spiking_audio.read_events(path, 10)
     np.testing.assert_array_equal(np.asarray(head), ref[:10])
     loud = [np.full(300, 0.5), np.array([0.1, 0.1])]
-    spiking_audio.write_hsd(
-        str(tmp_path / "loud.h5"), loud, [np.full(300, 7), np.array([3, 3])], [0, 1]
-    )
+    testing.write_hsd(str(tmp_path / "loud.h5"), loud, [np.full(300, 7), np.array([3, 3])], [0, 1])
     loud_events, _, _ = spiking_audio.read_events(str(tmp_path / "loud.h5"))
     loud_ref, _ = spiking_audio.bin_spikes(loud, [np.full(300, 7), np.array([3, 3])])
     assert loud_events.dtype == loud_ref.dtype == np.uint16
     np.testing.assert_array_equal(loud_events[[1, 0]], loud_ref[[1, 0]])
     # 300 spikes in one step but on 300 channels: no cell above 255, so still uint8.
     busy = ([np.full(300, 0.5)], [np.arange(300)])
-    spiking_audio.write_hsd(str(tmp_path / "busy.h5"), *busy, [0])
+    testing.write_hsd(str(tmp_path / "busy.h5"), *busy, [0])
     busy_events, _, _ = spiking_audio.read_events(str(tmp_path / "busy.h5"))
     assert busy_events.dtype == spiking_audio.bin_spikes(*busy)[0].dtype == np.uint8
     np.testing.assert_array_equal(busy_events[0], spiking_audio.bin_spikes(*busy)[0][0])
@@ -471,7 +459,7 @@ def test_spike_events_bin_bit_identical_to_bin_spikes(tmp_path):
 def test_stream_modes_give_the_same_batches(tmp_path, name, splits):
     for i, split in enumerate(splits):
         classes = spiking_audio.SPEC[name][3]
-        spiking_audio.write_fake_hsd(str(tmp_path / f"{name}_{split}.h5"), 24 + i, classes, seed=i)
+        testing.write_fake_hsd(str(tmp_path / f"{name}_{split}.h5"), 24 + i, classes, seed=i)
     cfg = {"dir": str(tmp_path), "train_limit": 20}
     auto = data.load_dataset(name, cfg)  # tiny: dense
     lazy = data.load_dataset(name, dict(cfg, stream="events"))
@@ -516,8 +504,8 @@ def test_corrupt_idx_files_name_the_file(fake_mnist):
 
 @pytest.mark.parametrize("damage", ["garbage", "truncated", "missing_labels"])
 def test_corrupt_h5_names_the_file(tmp_path, damage):
-    path = spiking_audio.write_fake_hsd(str(tmp_path / "shd_train.h5"), 8, 20, seed=0)
-    spiking_audio.write_fake_hsd(str(tmp_path / "shd_test.h5"), 4, 20, seed=1)
+    path = testing.write_fake_hsd(str(tmp_path / "shd_train.h5"), 8, 20, seed=0)
+    testing.write_fake_hsd(str(tmp_path / "shd_test.h5"), 4, 20, seed=1)
     if damage == "garbage":
         open(path, "wb").write(b"not an hdf5 file" * 100)
     elif damage == "truncated":

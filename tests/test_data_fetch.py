@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import gzip
 import hashlib
 import os
 import shutil
 import socket
-import struct
 import tarfile
 import urllib.error
 import wave
@@ -15,8 +13,9 @@ import zipfile
 
 import numpy as np
 import pytest
+from fixtures_data import write_idx
 
-from tclif_jax import data
+from tclif_jax import data, testing
 from tclif_jax.data import download, gsc, mnist, spiking_audio
 
 
@@ -33,15 +32,6 @@ def no_network(monkeypatch):
 
 def offline(*args, **kwargs):
     raise urllib.error.URLError("[Errno -3] Temporary failure in name resolution")
-
-
-def write_idx(path: str, array) -> str:
-    """A uint8 IDX file (gzipped if ``path`` ends in .gz)."""
-    array = np.asarray(array, np.uint8)
-    header = bytes([0, 0, 0x08, array.ndim]) + struct.pack(">" + "I" * array.ndim, *array.shape)
-    with gzip.open(path, "wb") if path.endswith(".gz") else open(path, "wb") as f:
-        f.write(header + array.tobytes())
-    return path
 
 
 def md5(path) -> str:
@@ -301,7 +291,7 @@ def test_hsd_download_through_tonic_lands_where_the_loader_looks(tmp_path, monke
     served, classes = {}, spiking_audio.SPEC[name][3]
     cls = getattr(tonic.datasets, name.upper())
     for i, split in enumerate(download.HSD_SPLITS[name]):
-        h5 = spiking_audio.write_fake_hsd(
+        h5 = testing.write_fake_hsd(
             str(tmp_path / "src" / f"{name}_{split}.h5"), 6 + i, classes, seed=i
         )
         archive = h5 + ".zip"

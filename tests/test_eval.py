@@ -7,6 +7,7 @@ import numpy as np
 import optax
 import pytest
 
+from tclif_jax import testing
 from tclif_jax import train as train_lib
 from tclif_jax.config import NetworkConfig
 from tclif_jax.data import spiking_audio
@@ -48,7 +49,7 @@ def test_every_test_example_counted_once(on_device):
 
 
 def test_streamed_events_evaluate_like_dense(tmp_path):
-    path = spiking_audio.write_fake_hsd(str(tmp_path / "ssc_test.h5"), 37, 35, seed=2)
+    path = testing.write_fake_hsd(str(tmp_path / "ssc_test.h5"), 37, 35, seed=2)
     events, y, _ = spiking_audio.read_events(path)
     dense = np.asarray(events)
     model = from_config(NetworkConfig(700, (8,), 35, neuron_settings={"v_th": 0.5}), seed=0)

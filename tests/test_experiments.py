@@ -8,7 +8,7 @@ import sys
 import numpy as np
 import pytest
 
-from tclif_jax.data import spiking_audio
+from tclif_jax import testing as spiking_audio  # write_fake_hsd
 from tclif_jax.train import train_and_evaluate
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

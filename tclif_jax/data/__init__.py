@@ -2,8 +2,16 @@
 
 Interface (used by ``tclif_jax.train``):
 
+* ``REGISTRY[name] -> DatasetSpec``: what each task declares in its module (its
+  ``data.*`` fields with defaults and valid values, class count, input features, input
+  scale, splits, loader); ``spec(name)`` looks one up. ``DATASETS``, ``NUM_CLASSES`` and
+  ``default_config`` are read from it. A new task is a ``DatasetSpec`` in its module's
+  ``SPECS``, added to ``REGISTRY`` below.
 * ``default_config(name) -> ml_collections.ConfigDict``: every field a dataset
   understands, with defaults (always ``dir``, ``train_limit``, ``test_limit``).
+* ``check_config(name, config) -> ml_collections.ConfigDict``: every ``data.*`` field
+  checked (a one-line ValueError naming the field and its valid values) without reading
+  any data, so a command line can refuse a bad setting before it creates anything.
 * ``load_dataset(name, config, workdir=None) -> SequenceDataset``: splits
   ``{"train", "test"}`` plus ``"valid"`` for SSC and GSC, each ``(inputs (N, T, F),
   labels (N,) int32)``; the model input is ``inputs.astype(float32) * input_scale``.
@@ -25,7 +33,8 @@ Interface (used by ``tclif_jax.train``):
 
 ``limits`` (``train_limit``, ``test_limit``; 0 = all) keep the first N examples of
 train and of test/valid, applied before any feature computation. Every loader checks
-its float inputs once for NaN/inf and names the file.
+its float inputs once for NaN/inf, and its labels against the class count, and names
+the file (``DataCorruptError``).
 """
 
 from __future__ import annotations
@@ -33,35 +42,45 @@ from __future__ import annotations
 import ml_collections
 import numpy as np
 
+from tclif_jax.data import gsc, mnist, spiking_audio, synthetic
 from tclif_jax.data._common import (
     DataCorruptError,
     DataNotFoundError,
+    DatasetSpec,
     DownloadError,
+    Field,
     SequenceDataset,
     check_finite,
+    check_labels,
+    choice,
     default_data_dir,
     take,
 )
 
 __all__ = [
     "SequenceDataset",
+    "DatasetSpec",
+    "Field",
     "DataNotFoundError",
     "DataCorruptError",
     "DownloadError",
+    "REGISTRY",
     "DATASETS",
+    "NUM_CLASSES",
+    "PLACEMENT_FIELDS",
+    "spec",
     "default_config",
+    "check_config",
     "load_dataset",
     "default_data_dir",
 ]
 
-DATASETS = ("smnist", "psmnist", "gsc", "shd", "ssc", "delayed_cue", "digits")
-NUM_CLASSES = {"smnist": 10, "psmnist": 10, "gsc": 12, "shd": 20, "ssc": 35, "digits": 10}
-
-
-def _check_name(name: str) -> None:
-    if name not in DATASETS:
-        raise ValueError(f"Unknown dataset {name!r}; valid names are: {', '.join(DATASETS)}.")
-
+REGISTRY: dict[str, DatasetSpec] = {
+    s.name: s for s in (*mnist.SPECS, *gsc.SPECS, *spiking_audio.SPECS, *synthetic.SPECS)
+}
+DATASETS = tuple(REGISTRY)
+# Tasks whose class count is fixed (delayed_cue's is a data field).
+NUM_CLASSES = {n: s.num_classes for n, s in REGISTRY.items() if isinstance(s.num_classes, int)}
 
 # Data fields that say where data lives or how it is held, not what it is: a run may resume
 # with them changed (tclif_jax.train compares every other field).
@@ -74,6 +93,16 @@ PLACEMENT_FIELDS = (
     "dense_max_gb",
     "on_device",
 )
+# Fields a run's ``config.data`` holds for the training loop, not the loader:
+# on_device places whole splits on the accelerator ("auto": when they fit).
+RUN_FIELDS = {"on_device": choice("auto", ("auto", True, False))}
+
+
+def spec(name: str) -> DatasetSpec:
+    """The registry's record of task ``name``; a ValueError lists the valid names."""
+    if name not in REGISTRY:
+        raise ValueError(f"Unknown dataset {name!r}; valid names are: {', '.join(DATASETS)}.")
+    return REGISTRY[name]
 
 
 def default_config(name: str) -> ml_collections.ConfigDict:
@@ -83,65 +112,55 @@ def default_config(name: str) -> ml_collections.ConfigDict:
     ``$TCLIF_DATA_DIR`` or ``~/tclif_data`` (see ``default_data_dir``). ``download``
     (default False) fetches missing files into it (see ``tclif_jax.data.download``).
     """
-    _check_name(name)
-    c = ml_collections.ConfigDict()
-    c.dir = ""
-    c.train_limit = 0
-    c.test_limit = 0
-    if name in ("smnist", "psmnist"):
-        c.source = "auto"  # "auto" (IDX folder if present, else TFDS), "idx" or "tfds"
-        c.download = False  # let TFDS download (needs internet)
-        if name == "psmnist":
-            c.permutation_seed = 0
-    elif name == "gsc":
-        c.split = "official"  # "official" (TC-LIF's split of the raw archive) or "tfds"
-        c.download = False  # fetch the raw archive (or TFDS's) when missing (needs internet)
-        c.cache_dir = ""  # "" -> <dir or default_data_dir()>/tclif_gsc_features
-        c.use_cache = True
-        # The official code's features: 40 log-mels (40-4000 Hz) x 101 frames of 16 kHz
-        # audio, 30 ms windows every 10 ms, power_to_db with an 80 dB floor.
-        c.update(sample_rate=16000, n_fft=480, hop_length=160, n_mels=40, num_frames=101)
-        c.update(fmin=40.0, fmax=4000.0, top_db=80.0)
-        c.pad_mode = "reflect"  # librosa < 0.10's default, which the official code ran on
-    elif name in ("shd", "ssc"):
-        c.time_steps = 250
-        c.max_time = 1.4  # seconds
-        c.num_channels = 700
-        c.download = False  # fetch the .h5 files through tonic when missing (needs internet)
-        # "auto": keep spike events and bin each batch when the dense counts of all splits
-        # would exceed dense_max_gb GiB (SSC: 17.2 GiB), else bin them once at load (SHD:
-        # 1.7 GiB, which the training loop then keeps on the device); "events" or "dense"
-        # force either.
-        c.stream = "auto"
-        c.dense_max_gb = 2.0
-    elif name == "delayed_cue":
-        # The quickstart (tclif_jax.data.synthetic.delayed_cue): a 5-step cue of one of 4
-        # classes, 200 steps of delay, a 1-step go signal, Bernoulli(0.05) distractor
-        # spikes on the sensory channels of 16. A feed-forward TC-LIF (64, 64) with readout
-        # "last" solves it in ~10 epochs on CPU; LIF (decay 0.8) stays at chance.
-        c.update(delay=200, num_classes=4, cue_steps=5, go_steps=1, num_channels=16)
-        c.update(noise=0.05, num_train=2048, num_test=512, seed=0)
-    elif name == "digits":
-        c.seed = 0
-        c.test_fraction = 0.2
-    return c
+    return spec(name).default_config()
 
 
-def _merge(name: str, config) -> ml_collections.ConfigDict:
-    merged = default_config(name)
+def _items(config) -> list[tuple[str, object]]:
     if config is None:
-        return merged
+        return []
     items = config.items() if hasattr(config, "items") else vars(config).items()
-    unknown = sorted(k for k, _ in items if k not in merged and k != "name")
+    return [(k, v) for k, v in items if k != "name"]
+
+
+def _invalid(name: str, field: str, value, valid: str) -> ValueError:
+    return ValueError(f"data.{field}={value!r} is not valid for {name!r}: expected {valid}.")
+
+
+def _resolve(name: str, config, extra: dict[str, Field]) -> ml_collections.ConfigDict:
+    """``config`` over the defaults of ``name``, every field checked (``extra``: fields
+    accepted and checked beside the loader's, left out of the result)."""
+    s = spec(name)
+    fields = s.all_fields
+    items = _items(config)
+    unknown = sorted(k for k, _ in items if k not in fields and k not in extra)
     if unknown:
         raise ValueError(
             f"Unknown data field(s) {unknown} for {name!r}; valid fields: "
-            f"{', '.join(sorted(merged.keys()))}."
+            f"{', '.join(sorted([*fields, *extra]))}."
         )
+    merged = s.default_config()
     for k, v in items:
-        if k != "name":
+        field = fields.get(k) or extra[k]
+        if not field.accepts(v):
+            raise _invalid(name, k, v, field.valid)
+        if k in fields:
             merged[k] = v
+    if s.check is not None:
+        s.check(merged)
     return merged
+
+
+def check_config(name: str, config=None) -> ml_collections.ConfigDict:
+    """Check task ``name`` and every ``data.*`` field of ``config`` without reading data.
+
+    ``config``: a ConfigDict, dict or namespace of data fields (missing ones default; a
+    run's ``config.data`` may also hold ``on_device``). Returns the loader's complete
+    config (defaults filled in, ``on_device`` left out). Raises a one-line ``ValueError``
+    for an unknown task or field, or a value outside its valid range, naming the field
+    and the valid values: ``data.delay=-5 is not valid for 'delayed_cue': expected an
+    integer >= 0.``
+    """
+    return _resolve(name, config, RUN_FIELDS)
 
 
 def _limit(splits: dict, config) -> dict:
@@ -164,68 +183,20 @@ def load_dataset(name: str, config=None, workdir: str | None = None) -> Sequence
 
     ``workdir`` is where run state lives; PS-MNIST keeps its permutation there.
     Raises ``DataNotFoundError`` when files are missing (never downloads unless
-    ``config.download``), ``ValueError`` for an unknown name or field.
+    ``config.download``), ``DataCorruptError`` for a damaged file, ``ValueError`` for an
+    unknown name or field or a bad value (as ``check_config``).
     """
-    _check_name(name)
-    config = _merge(name, config)
-    scale, info = 1.0, {}
-    if name in ("smnist", "psmnist"):
-        from tclif_jax.data import mnist
-
-        splits, info = mnist.load_mnist(name, config)
-        if name == "psmnist":
-            perm, pinfo = mnist.permutation(config.permutation_seed, workdir)
-            splits = {k: (x[:, perm], y) for k, (x, y) in splits.items()}
-            info.update(pinfo)
-        scale = 1.0 / 255.0
-    elif name == "gsc":
-        from tclif_jax.data import gsc
-
-        splits, info = gsc.load_gsc(config)
-    elif name in ("shd", "ssc"):
-        from tclif_jax.data import spiking_audio
-
-        splits, info = spiking_audio.load_hsd(name, config)
-    elif name == "delayed_cue":
-        from tclif_jax.data import synthetic
-
-        kw = dict(
-            delay=int(config.delay),
-            num_classes=int(config.num_classes),
-            cue_steps=int(config.cue_steps),
-            go_steps=int(config.go_steps),
-            num_channels=int(config.num_channels),
-            noise=float(config.noise),
-            seed=int(config.seed),
-        )
-        # Generate only what the limits keep; separate streams keep train and test independent.
-        n_train = take(config.train_limit, int(config.num_train))
-        n_test = take(config.test_limit, int(config.num_test))
-        splits = {
-            "train": synthetic.delayed_cue(n_train, stream=0, **kw),
-            "test": synthetic.delayed_cue(n_test, stream=1, **kw),
-        }
-        info = {
-            "cue_channels": [
-                g.tolist() for g in synthetic.cue_groups(kw["num_channels"], kw["num_classes"])
-            ],
-            "go_channel": kw["num_channels"] - 1,
-        }
-        num_classes = kw["num_classes"]
-    elif name == "digits":
-        from tclif_jax.data import synthetic
-
-        (xtr, ytr), (xte, yte) = synthetic.digits(int(config.seed), float(config.test_fraction))
-        splits = {"train": (xtr, ytr), "test": (xte, yte)}
-        scale = 1.0 / 16.0
+    s = spec(name)
+    config = _resolve(name, config, {})
+    splits, info = s.load(config, workdir)
     splits = _limit(splits, config)
-    for split, (x, _) in splits.items():
-        # The loaders check their files; this catches a loader that let NaN/inf through.
+    num_classes = s.classes(config)
+    for split, (x, y) in splits.items():
+        # The loaders check their files; this catches a loader that let a bad value through.
         if isinstance(x, np.ndarray):
             check_finite(x, f"{name}/{split} inputs", "this is a bug in the loader")
-    if name != "delayed_cue":
-        num_classes = NUM_CLASSES[name]
+        check_labels(y, num_classes, split, f"{name} loader", "this is a bug in the loader")
     info.setdefault("config", config.to_dict())
     return SequenceDataset(
-        name=name, splits=splits, num_classes=num_classes, input_scale=scale, info=info
+        name=name, splits=splits, num_classes=num_classes, input_scale=s.input_scale, info=info
     )

@@ -40,9 +40,16 @@ from absl import logging
 from tclif_jax.data._common import (
     DataCorruptError,
     DataNotFoundError,
+    DatasetSpec,
     check_finite,
+    check_labels,
+    choice,
     default_data_dir,
+    flag,
+    integer,
+    number,
     take,
+    text,
 )
 
 __all__ = [
@@ -56,6 +63,7 @@ __all__ = [
     "official_split",
     "read_wav",
     "load_gsc",
+    "SPECS",
 ]
 
 TFDS_LABELS = (
@@ -76,7 +84,9 @@ LABELS = TFDS_LABELS  # the TFDS order (kept for callers of the old name)
 WORDS = ("yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go")
 OFFICIAL_LABELS = ("_unknown_", "_silence_", *WORDS)
 BACKGROUND = "_background_noise_"
+NUM_CLASSES = len(OFFICIAL_LABELS)  # == len(TFDS_LABELS)
 SPLIT_SOURCES = ("official", "tfds")
+PAD_MODES = ("reflect", "constant", "edge", "symmetric", "wrap")  # np.pad's, as librosa takes
 RECIPE_FIELDS = (
     "sample_rate",
     "n_fft",
@@ -402,23 +412,24 @@ def _read_split(config, tfds_split: str, limit: int):
     for ex in tfds.as_numpy(ds):
         clips.append(ex["audio"])
         labels.append(ex["label"])
-    return clips, np.asarray(labels, np.int32)
+    return clips, np.asarray(labels)
 
 
 # ----------------------------------------------------------------------------- loading
 
 
-def _read_cache(path: str):
+def _read_cache(path: str, split: str):
+    remedy = "delete it and it is recomputed at the next load"
     try:
         with np.load(path) as z:
-            x, y = z["x"], z["y"].astype(np.int32)
+            x, y = z["x"], z["y"]
     except Exception as e:  # noqa: BLE001 - a damaged cache, whatever numpy raises
         raise DataCorruptError(
-            f"gsc: cannot read the feature cache {path} ({type(e).__name__}: {e}); delete it "
-            f"and it is recomputed at the next load."
+            f"gsc: cannot read the feature cache {path} ({type(e).__name__}: {e}); {remedy}."
         ) from e
-    check_finite(x, f"gsc feature cache {path}", "delete it and it is recomputed at the next load")
-    return x, y
+    check_finite(x, f"gsc feature cache {path}", remedy)
+    check_labels(y, NUM_CLASSES, split, f"gsc feature cache {path}", remedy)
+    return x, y.astype(np.int32)
 
 
 def load_gsc(config) -> tuple[dict, dict]:
@@ -442,7 +453,7 @@ def load_gsc(config) -> tuple[dict, dict]:
         path = cache_path(config, split, limit)
         info["cache_files"][split] = path
         if config.use_cache and os.path.exists(path):
-            splits[split] = _read_cache(path)
+            splits[split] = _read_cache(path, split)
             info["cache_hits"].append(split)
             logging.info("gsc: %s features read from cache %s", split, path)
         else:
@@ -469,8 +480,17 @@ def load_gsc(config) -> tuple[dict, dict]:
             x = _featurize_files(raw_dir, names, recipe)
         else:
             clips, y = _read_split(config, SPLITS[split], limit)
+            where = os.path.join(config.dir or "~/tensorflow_datasets", "speech_commands")
+            check_labels(
+                y,
+                NUM_CLASSES,
+                split,
+                f"gsc: TFDS 'speech_commands' in {where}",
+                f"delete {where} and fetch it again (--config.data.download=True)",
+            )
             x = compute_features(clips, recipe)
             check_finite(x, f"gsc {split} features of TFDS 'speech_commands'")
+        y = y.astype(np.int32)
         splits[split] = (x, y)
         if config.use_cache:
             os.makedirs(os.path.dirname(path), exist_ok=True)
@@ -484,3 +504,43 @@ def load_gsc(config) -> tuple[dict, dict]:
         s: int(np.sum(y == labels.index("_silence_"))) for s, (_, y) in splits.items()
     }
     return splits, info
+
+
+def _check_recipe(config) -> None:
+    nyquist = config.sample_rate / 2
+    if not config.fmin < config.fmax <= nyquist:
+        raise ValueError(
+            f"data.fmin={config.fmin!r}, data.fmax={config.fmax!r} are not valid for 'gsc': "
+            f"expected fmin < fmax <= sample_rate / 2 = {nyquist:g} Hz."
+        )
+
+
+SPECS = (
+    DatasetSpec(
+        "gsc",
+        NUM_CLASSES,
+        "n_mels",
+        {
+            "split": choice("official", SPLIT_SOURCES),  # see the module docstring
+            # Fetch the raw archive (or TFDS's) when missing (needs internet).
+            "download": flag(False),
+            "cache_dir": text(""),  # "" -> <dir or default_data_dir()>/tclif_gsc_features
+            "use_cache": flag(True),
+            # The official code's features: 40 log-mels (40-4000 Hz) x 101 frames of 16 kHz
+            # audio, 30 ms windows every 10 ms, power_to_db with an 80 dB floor.
+            "sample_rate": integer(16000, low=1),
+            "n_fft": integer(480, low=2),
+            "hop_length": integer(160, low=1),
+            "n_mels": integer(40, low=1),
+            "num_frames": integer(101, low=1),
+            "fmin": number(40.0, low=0.0),
+            "fmax": number(4000.0, above=0.0),
+            "top_db": number(80.0, above=0.0, none="no floor"),
+            # librosa < 0.10's default, which the official code ran on.
+            "pad_mode": choice("reflect", PAD_MODES),
+        },
+        lambda config, workdir=None: load_gsc(config),
+        splits=tuple(SPLITS),
+        check=_check_recipe,
+    ),
+)

@@ -17,9 +17,20 @@ import zlib
 import numpy as np
 from absl import logging
 
-from tclif_jax.data._common import DataCorruptError, DataNotFoundError, default_data_dir, take
+from tclif_jax.data._common import (
+    DataCorruptError,
+    DataNotFoundError,
+    DatasetSpec,
+    check_finite,
+    check_labels,
+    choice,
+    default_data_dir,
+    flag,
+    integer,
+    take,
+)
 
-__all__ = ["IDX_FILES", "read_idx", "find_idx_dir", "load_mnist", "permutation"]
+__all__ = ["IDX_FILES", "SPECS", "read_idx", "find_idx_dir", "load_mnist", "permutation"]
 
 IDX_FILES = {
     "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
@@ -34,6 +45,8 @@ _IDX_DTYPES = {
     0x0E: np.dtype(">f8"),
 }
 NUM_PIXELS = 784
+NUM_CLASSES = 10
+SOURCES = ("auto", "idx", "tfds")  # auto: the IDX folder if present, else TFDS
 MNIST_URL = "https://storage.googleapis.com/cvdf-datasets/mnist/"  # TFDS's mirror
 
 
@@ -41,12 +54,16 @@ def _open(path: str):
     return gzip.open(path, "rb") if path.endswith(".gz") else open(path, "rb")
 
 
-def _damaged(path: str, what: str) -> DataCorruptError:
-    return DataCorruptError(
-        f"{path}: {what}. The file is damaged; delete it and fetch it again (IDX files: "
-        f"{MNIST_URL}{os.path.basename(path).removesuffix('.gz')}.gz; or use --config.data.source=tfds "
-        f"--config.data.download=True)."
+def _remedy(path: str) -> str:
+    return (
+        f"the file is damaged; delete it and fetch it again (IDX files: "
+        f"{MNIST_URL}{os.path.basename(path).removesuffix('.gz')}.gz; or use "
+        f"--config.data.source=tfds --config.data.download=True)"
     )
+
+
+def _damaged(path: str, what: str) -> DataCorruptError:
+    return DataCorruptError(f"{path}: {what}; {_remedy(path)}.")
 
 
 def read_idx(path: str, limit: int = 0) -> np.ndarray:
@@ -99,12 +116,16 @@ def find_idx_dir(dir: str) -> str | None:
 def _load_idx(folder: str, limits: dict[str, int]):
     splits = {}
     for split, (images, labels) in IDX_FILES.items():
-        x = read_idx(_idx_path(folder, images), limits[split])
-        y = read_idx(_idx_path(folder, labels), limits[split])
+        x_path, y_path = _idx_path(folder, images), _idx_path(folder, labels)
+        x = read_idx(x_path, limits[split])
+        y = read_idx(y_path, limits[split])
         if x.shape[1:] != (28, 28) or len(x) != len(y):
             raise ValueError(
                 f"{folder}: {split} IDX files have images {x.shape}, labels {y.shape}."
             )
+        # IDX may hold floats; MNIST's are uint8, so these checks cost nothing there.
+        check_finite(x, x_path, _remedy(x_path))
+        check_labels(y, NUM_CLASSES, split, y_path, _remedy(y_path))
         splits[split] = (x.reshape(-1, NUM_PIXELS, 1), y.astype(np.int32))
     return splits
 
@@ -125,19 +146,22 @@ def _load_tfds(name: str, config, limits: dict[str, int]):
         if limits[split]:
             ds = ds.take(limits[split])
         xs, ys = [], []
+        where = os.path.join(config.dir or "~/tensorflow_datasets", "mnist")
+        remedy = f"delete {where} and fetch it again (--config.data.download=True)"
         try:
             for batch in tfds.as_numpy(ds.batch(10_000)):
                 xs.append(batch["image"].reshape(-1, NUM_PIXELS, 1).astype(np.uint8))
-                ys.append(batch["label"].astype(np.int32))
+                ys.append(batch["label"])
         except Exception as e:  # noqa: BLE001 - TensorFlow's DataLossError and kin
-            where = os.path.join(config.dir or "~/tensorflow_datasets", "mnist")
             raise DataCorruptError(
                 f"{name}: TFDS 'mnist' in {where} cannot be read ({type(e).__name__}: {e}); "
-                f"delete {where} and fetch it again (--config.data.download=True)."
+                f"{remedy}."
             ) from e
+        y = np.concatenate(ys) if ys else np.zeros((0,), np.int32)
+        check_labels(y, NUM_CLASSES, split, f"{name}: TFDS 'mnist' in {where}", remedy)
         splits[split] = (
             np.concatenate(xs) if xs else np.zeros((0, NUM_PIXELS, 1), np.uint8),
-            np.concatenate(ys) if ys else np.zeros((0,), np.int32),
+            y.astype(np.int32),
         )
     return splits
 
@@ -163,8 +187,8 @@ def load_mnist(name: str, config) -> tuple[dict, dict]:
     for v in limits.values():
         take(v, 0)
     source = config.source
-    if source not in ("auto", "idx", "tfds"):
-        raise ValueError(f"{name}: unknown source {source!r}; valid: auto, idx, tfds.")
+    if source not in SOURCES:
+        raise ValueError(f"{name}: unknown source {source!r}; valid: {', '.join(SOURCES)}.")
     folder = find_idx_dir(config.dir) if source in ("auto", "idx") else None
     if folder is not None:
         logging.info("%s: reading MNIST IDX files from %s", name, folder)
@@ -209,3 +233,30 @@ def permutation(seed: int, workdir: str | None = None) -> tuple[np.ndarray, dict
     os.replace(tmp, path)
     info["permutation_loaded"] = False
     return perm, info
+
+
+def _load_smnist(config, workdir=None) -> tuple[dict, dict]:
+    return load_mnist("smnist", config)
+
+
+def _load_psmnist(config, workdir=None) -> tuple[dict, dict]:
+    splits, info = load_mnist("psmnist", config)
+    perm, pinfo = permutation(config.permutation_seed, workdir)
+    return {k: (x[:, perm], y) for k, (x, y) in splits.items()}, {**info, **pinfo}
+
+
+_FIELDS = {
+    "source": choice("auto", SOURCES),
+    "download": flag(False),  # let TFDS download (needs internet)
+}
+SPECS = (
+    DatasetSpec("smnist", NUM_CLASSES, 1, _FIELDS, _load_smnist, input_scale=1 / 255),
+    DatasetSpec(
+        "psmnist",
+        NUM_CLASSES,
+        1,
+        {**_FIELDS, "permutation_seed": integer(0)},
+        _load_psmnist,
+        input_scale=1 / 255,
+    ),
+)

@@ -35,7 +35,13 @@ from absl import logging
 from tclif_jax.data._common import (
     DataCorruptError,
     DataNotFoundError,
+    DatasetSpec,
+    check_labels,
+    choice,
     default_data_dir,
+    flag,
+    integer,
+    number,
     take,
 )
 
@@ -47,8 +53,7 @@ __all__ = [
     "read_events",
     "find_file",
     "load_hsd",
-    "write_hsd",
-    "write_fake_hsd",
+    "SPECS",
 ]
 
 # name -> (tonic's folder, file prefix, our split -> file split, classes)
@@ -283,15 +288,18 @@ class SpikeEvents:
         )
 
 
-def _corrupt(path: str, what: str, name: str = "") -> DataCorruptError:
-    fix = (
+def _remedy(name: str = "") -> str:
+    if not name:
+        return "delete it and fetch it again"
+    return (
         f"delete it and fetch it again (--config.data.download=True, or "
         f"python -m tclif_jax.data.download {name} --dir <data dir>)"
-        if name
-        else "delete it and fetch it again"
     )
+
+
+def _corrupt(path: str, what: str, name: str = "") -> DataCorruptError:
     return DataCorruptError(
-        f"{path}: {what}; the file is damaged or not in the SHD/SSC layout: {fix}."
+        f"{path}: {what}; the file is damaged or not in the SHD/SSC layout: {_remedy(name)}."
     )
 
 
@@ -328,13 +336,17 @@ def read_events(
     max_time: float = 1.4,
     num_channels: int = 700,
     name: str = "",
+    num_classes: int | None = None,
+    split: str = "",
     chunk: int = _READ_CHUNK,
 ) -> tuple[SpikeEvents, np.ndarray, dict[str, int]]:
     """Read an SHD/SSC HDF5 file as ``(SpikeEvents, labels (N,) int32, dropped spikes)``.
 
     ``limit > 0`` keeps the first ``limit`` samples. Reads ``chunk`` samples at a time,
     so the peak beyond the result is a few chunks of spikes. A file that h5py cannot read
-    raises ``DataCorruptError`` naming it.
+    raises ``DataCorruptError`` naming it; so does, with ``num_classes``, a kept label
+    outside ``0..num_classes - 1`` (naming ``split``, default the file's name, and the
+    first bad label), before any spike is read.
     """
     import h5py
 
@@ -359,6 +371,10 @@ def read_events(
                     name,
                 )
             n = take(limit, len(labels))
+            labels = labels[:n]
+            if num_classes is not None:
+                split = split or os.path.basename(path)
+                check_labels(labels, num_classes, split, path, _remedy(name))
             for a in range(0, n, chunk):
                 b = min(n, a + chunk)
                 t_list, u_list = times_ds[a:b], units_ds[a:b]
@@ -384,7 +400,7 @@ def read_events(
                 starts.append(np.concatenate([[0], np.cumsum(totals)[:-1]]))
         except (OSError, KeyError, TypeError) as e:
             raise _corrupt(path, f"cannot read it ({type(e).__name__}: {e})", name) from e
-    labels = np.asarray(labels[:n]).astype(np.int32)
+    labels = np.asarray(labels).astype(np.int32)
     counts = np.concatenate(bin_counts) if bin_counts else np.zeros((0, time_steps), np.uint32)
     if counts.size and counts.max() <= np.iinfo(np.uint16).max:
         counts = counts.astype(np.uint16)
@@ -466,12 +482,9 @@ def load_hsd(name: str, config) -> tuple[dict, dict]:
             max_time=float(config.max_time),
             num_channels=int(config.num_channels),
             name=name,
+            num_classes=num_classes,
+            split=split,
         )
-        y = labels[split]
-        if len(y) and (y.min() < 0 or y.max() >= num_classes):
-            raise _corrupt(
-                path, f"labels span {y.min()}..{y.max()}, not 0..{num_classes - 1}", name
-            )
     stream = stream_splits(config, events)
     info["stream"] = "events" if stream else "dense"
     info["spikes"] = {s: e.num_spikes for s, e in events.items()}
@@ -503,99 +516,27 @@ def load_hsd(name: str, config) -> tuple[dict, dict]:
     return splits, info
 
 
-# ----------------------------------------------------------------------------- writers
+def _loader(name: str):
+    def load(config, workdir=None) -> tuple[dict, dict]:
+        return load_hsd(name, config)
+
+    return load
 
 
-def write_hsd(
-    path: str, times, units, labels, *, keys=None, speakers=None, time_dtype=np.float32
-) -> str:
-    """Write spikes in the SHD/SSC HDF5 layout that tonic and ``load_hsd`` read.
-
-    ``times``/``units``: sequences of 1-D arrays (seconds / channel ids), one per sample;
-    ``labels`` ``(N,)``; ``keys``: class names (``extra/keys``); ``speakers`` ``(N,)``.
-    """
-    import h5py
-
-    n = len(labels)
-    if len(times) != n or len(units) != n:
-        raise ValueError(
-            f"need one times and one units array per label; got {len(times)}, {len(units)} and {n}."
-        )
-    labels = np.asarray(labels)
-    if keys is None:
-        keys = [f"class_{k}" for k in range(int(labels.max(initial=-1)) + 1)]
-    speakers = np.zeros(n, np.uint16) if speakers is None else np.asarray(speakers, np.uint16)
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    with h5py.File(path, "w") as f:
-        t_ds = f.create_dataset("spikes/times", (n,), dtype=h5py.vlen_dtype(np.dtype(time_dtype)))
-        u_ds = f.create_dataset("spikes/units", (n,), dtype=h5py.vlen_dtype(np.dtype(np.uint16)))
-        for a in range(0, n, 1024):  # slices of ragged rows: far faster than row by row
-            b = min(n, a + 1024)
-            t_rows, u_rows = np.empty(b - a, object), np.empty(b - a, object)
-            for j in range(b - a):
-                t_rows[j] = np.asarray(times[a + j], time_dtype).reshape(-1)
-                u_rows[j] = np.asarray(units[a + j], np.uint16).reshape(-1)
-            if len({len(r) for r in t_rows}) > 1:
-                t_ds[a:b], u_ds[a:b] = t_rows, u_rows
-            else:  # h5py would read equal-length rows as one 2-D array
-                for j in range(b - a):
-                    t_ds[a + j], u_ds[a + j] = t_rows[j], u_rows[j]
-        f.create_dataset("labels", data=labels.astype(np.uint16))
-        f.create_dataset("extra/keys", data=np.array([str(k).encode() for k in keys]))
-        f.create_dataset("extra/speaker", data=speakers)
-    return path
-
-
-def write_fake_hsd(
-    path: str,
-    num_samples: int,
-    num_classes: int = 20,
-    seed: int = 0,
-    *,
-    num_channels: int = 700,
-    duration: float = 1.0,
-    spikes: tuple[int, int] = (200, 600),
-    nan_times: int = 0,
-    inf_times: int = 0,
-    late_times: int = 0,
-    time_dtype=np.float32,
-) -> str:
-    """Write a learnable fake SHD/SSC file (tonic's layout) for tests and demos.
-
-    Class ``k`` is a noisy sweep: spike times uniform in [0, duration) s, and the unit
-    moves linearly over time through a band centred on ``(k + 0.5) / num_classes`` of the
-    channels, with a class-specific direction. ``nan_times``/``inf_times``/``late_times``
-    append that many NaN, +inf and 1.5 * max-window (2.1 s) times, one per sample in
-    turn from sample 0, so loaders can be checked to drop and count them.
-    """
-    rng = np.random.default_rng(seed)
-    labels = (np.arange(num_samples) % num_classes).astype(np.uint16)
-    rng.shuffle(labels)
-    times, units = [], []
-    for k in labels:
-        m = int(rng.integers(spikes[0], spikes[1] + 1))
-        t = np.sort(rng.random(m) * duration)
-        centre = (k + 0.5) / num_classes * num_channels
-        sweep = (1 if k % 2 == 0 else -1) * 0.5 * num_channels / num_classes
-        u = (
-            centre
-            + sweep * (t / duration - 0.5)
-            + rng.normal(0, 0.1 * num_channels / num_classes, m)
-        )
-        times.append(t)
-        units.append(np.clip(np.rint(u), 0, num_channels - 1).astype(np.uint16))
-    bad = [np.nan] * nan_times + [np.inf] * inf_times + [2.1] * late_times
-    for j, value in enumerate(bad):
-        i = j % max(num_samples, 1)
-        times[i] = np.append(times[i], value)
-        units[i] = np.append(units[i], rng.integers(0, num_channels)).astype(np.uint16)
-    speakers = rng.integers(0, 10, num_samples)
-    return write_hsd(
-        path,
-        times,
-        units,
-        labels,
-        keys=[f"class_{k}" for k in range(num_classes)],
-        speakers=speakers,
-        time_dtype=time_dtype,
-    )
+# The official recipe: 250 steps over 1.4 s, tonic's 700 channels.
+_FIELDS = {
+    "time_steps": integer(250, low=2),
+    "max_time": number(1.4, above=0.0),  # seconds
+    "num_channels": integer(700, low=1),
+    "download": flag(False),  # fetch the .h5 files through tonic when missing (needs internet)
+    # "auto": keep spike events and bin each batch when the dense counts of all splits
+    # would exceed dense_max_gb GiB (SSC: 17.2 GiB), else bin them once at load (SHD:
+    # 1.7 GiB, which the training loop then keeps on the device); "events" or "dense"
+    # force either.
+    "stream": choice("auto", STREAM_MODES),
+    "dense_max_gb": number(2.0, low=0.0),
+}
+SPECS = tuple(
+    DatasetSpec(name, classes, "num_channels", _FIELDS, _loader(name), splits=tuple(files))
+    for name, (_, _, files, classes) in SPEC.items()
+)
