@@ -80,7 +80,6 @@ def run(config) -> dict:
 
     from benchmarks.step_time import matmul_peak
     from tclif_jax.models import apply, from_preset, parameters
-    from tclif_jax.network import resolve_strategy
 
     net = common.preset_config(config.preset)
     T = config.steps or net.time_steps
@@ -102,7 +101,7 @@ def run(config) -> dict:
         matmul_dtype=config.matmul_dtype,
     )
     net_config, params = model.config, parameters(model)
-    strategy = resolve_strategy(net_config)
+    strategy = model.execution.resolved_strategy()
 
     # 2) exactly the in-loop products of one train step, T times
     prods = loop_products(net, strategy)
@@ -162,7 +161,7 @@ def run(config) -> dict:
         "steps": T,
         "strategy": strategy,
         "neuron": neuron,
-        "backward": net_config.backward,
+        "backward": model.execution.backward,
         "matmul_dtype": config.matmul_dtype,
         "gemm_peak_gflops": peak / 1e9,
         "counted_gflop": counted / 1e9,

@@ -214,8 +214,9 @@ class OursRunner:
         import optax
 
         from tclif_jax.config import NetworkConfig
-        from tclif_jax.models import apply, from_config, parameters
-        from tclif_jax.network import resolve_strategy
+        from tclif_jax.execution import Execution
+        from tclif_jax.models import apply, from_config
+        from tclif_jax.params import Dense
         from tclif_jax.train import make_train_step
 
         self.problem, self.library, self.neuron = problem, "ours", neuron
@@ -229,22 +230,23 @@ class OursRunner:
             in_features=problem.widths[0],
             hidden=problem.hidden,
             num_classes=problem.classes or 1,
-            strategy=strategy,
-            matmul_precision=precision,
         )
         self.config = cfg
-        self.strategy, self.resolved = strategy, resolve_strategy(cfg)
+        self.execution = Execution(strategy=strategy, matmul_precision=precision)
+        self.strategy, self.resolved = strategy, self.execution.resolved_strategy()
         auto = f"({self.resolved})" if strategy == "auto" else ""
         self.name = f"ours-{neuron}-{strategy}{auto}"
-        self.model = from_config(cfg, seed=problem.seed)
-        params = parameters(self.model)
-        for i, (w, b) in enumerate(weights[: len(problem.hidden)]):
-            params["layers"][i]["dense"] = {"kernel": w, "bias": b}
+        self.model = from_config(cfg, seed=problem.seed, execution=self.execution)
+        typed = self.model.params()
+        layers = tuple(
+            lp._replace(dense=Dense(w, b))
+            for lp, (w, b) in zip(typed.layers, weights[: len(problem.hidden)])
+        )
         if problem.classes:
             w, b = weights[-1]
         else:  # the readout that sums the spikes (module docstring)
             w, b = jnp.ones((problem.hidden[-1], 1)), jnp.zeros((1,))
-        params["readout"] = {"kernel": w, "bias": b}
+        params = typed._replace(layers=layers, readout=Dense(w, b))
         # Copies: the train step donates its params.
         params = jax.tree.map(lambda a: jnp.array(a, jnp.float32), params)
         self.x, self.y = jax.device_put(x), jax.device_put(y)
@@ -259,7 +261,7 @@ class OursRunner:
         else:
 
             def spike_count(p, x):
-                return jnp.sum(apply(cfg, p, x)[0])
+                return jnp.sum(apply(cfg, p, x, self.execution)[0])
 
             self.compiled = jax.jit(jax.value_and_grad(spike_count)).lower(params, self.x).compile()
             self.state = [params]
@@ -595,8 +597,7 @@ def serve_peer(config, lib: str) -> None:
 def build_runners(config, problem, log) -> tuple[list, list[dict]]:
     """Every configuration the config asks for, built and compiled; and the skipped ones."""
     from benchmarks.configs.peers import LIBRARIES, NEURONS, STRATEGIES
-    from tclif_jax.config import NetworkConfig
-    from tclif_jax.network import resolve_strategy
+    from tclif_jax.execution import Execution
 
     libs = common.choose_list("libraries", config.libraries, LIBRARIES, LIBRARIES)
     neurons = common.choose_list("neurons", config.neurons, NEURONS, NEURONS)
@@ -626,7 +627,7 @@ def build_runners(config, problem, log) -> tuple[list, list[dict]]:
             for neuron in neurons:
                 seen = set()
                 for st in strategies:
-                    resolved = resolve_strategy(NetworkConfig(1, (1,), 1, strategy=st))
+                    resolved = Execution(strategy=st).resolved_strategy()
                     if resolved in seen:  # auto = layerwise on GPU: time it once
                         continue
                     seen.add(resolved)

@@ -77,14 +77,13 @@ class JaxRunner:
         import optax
 
         from tclif_jax.models import from_preset, parameters
-        from tclif_jax.network import resolve_strategy
         from tclif_jax.train import make_train_step
 
         self.model = from_preset(
             preset, seed=seed, strategy=strategy, matmul_dtype=mdt, remat_chunk=remat_chunk
         )
         self.strategy, self.mdt = strategy, mdt
-        self.resolved = resolve_strategy(self.model.config)
+        self.resolved = self.model.execution.resolved_strategy()
         auto = f"({self.resolved})" if strategy == "auto" else ""
         self.name = f"jax-{strategy}{auto}-{mdt}"
         tx = optax.adam(5e-4)
@@ -296,7 +295,7 @@ def run(config, memory_probe: str = "", torch_worker: bool = False) -> dict:
 
     import jax
 
-    from tclif_jax.config import STRATEGIES
+    from tclif_jax.execution import STRATEGIES
 
     strategies = common.choose_list("strategy", config.strategy, STRATEGIES, STRATS)
     dtypes = common.choose_list("matmul_dtype", config.matmul_dtype, DTYPES, DTYPES)

@@ -234,21 +234,23 @@ def build_from_preset(
 
 def build_from_model(model, stride: int = 2) -> OfficialStyleNet:
     """The torch twin of a ``tclif_jax`` model (``model.config``) holding its weights."""
-    from tclif_jax.models import parameters
-
     net = build(model.config, stride)
-    copy_params(net, parameters(model))
+    copy_params(net, model.params())
     return net
 
 
-def copy_params(net: OfficialStyleNet, params: Mapping) -> OfficialStyleNet:
-    """Copy a ``tclif_jax`` parameter tree (NNX names, ``tclif_jax.models.parameters``)
-    into ``net`` in place: each kernel ``(in, out)`` into its Linear's weight ``(out, in)``,
+def copy_params(net: OfficialStyleNet, params) -> OfficialStyleNet:
+    """Copy ``tclif_jax`` parameters (``NetworkParams``, or the model's state dict) into
+    ``net`` in place: each kernel ``(in, out)`` into its Linear's weight ``(out, in)``,
     each bias, recurrent ``hid_weight`` and TC-LIF ``c`` into ``decay_factor``.
 
     A layer the two do not share, or a shape that differs, is a ValueError; nothing is
     partly copied."""
-    layers = params["layers"]
+    from tclif_jax.params import NetworkParams, from_state
+
+    if not isinstance(params, NetworkParams):
+        params = from_state(params)
+    layers = params.layers
     pairs = []
 
     def pair(target: torch.Tensor, value, name: str, transpose: bool = False):
@@ -269,19 +271,18 @@ def copy_params(net: OfficialStyleNet, params: Mapping) -> OfficialStyleNet:
     for i, node in enumerate(net.neurons):
         lp = layers[i]
         linear = net.linears[i]
-        pair(linear.weight, lp["dense"]["kernel"], f"layers/{i}/dense/kernel", True)
-        pair(linear.bias, lp["dense"]["bias"], f"layers/{i}/dense/bias")
-        if isinstance(node, RecurrentTCLIF) != ("recurrent" in lp):
+        pair(linear.weight, lp.dense.kernel, f"layer {i} dense kernel", True)
+        pair(linear.bias, lp.dense.bias, f"layer {i} dense bias")
+        if isinstance(node, RecurrentTCLIF) != (lp.recurrent is not None):
             raise ValueError(f"layer {i} is recurrent in one network and not in the other.")
         if isinstance(node, RecurrentTCLIF):
-            rec = lp["recurrent"]
-            pair(node.hid_weight.weight, rec["kernel"], f"layers/{i}/recurrent/kernel", True)
-            pair(node.hid_weight.bias, rec["bias"], f"layers/{i}/recurrent/bias")
+            pair(node.hid_weight.weight, lp.recurrent.kernel, f"layer {i} recurrent kernel", True)
+            pair(node.hid_weight.bias, lp.recurrent.bias, f"layer {i} recurrent bias")
             node = node.sub_module
-        pair(node.decay_factor, lp["neuron_params"]["c"], f"layers/{i}/neuron_params/c")
+        pair(node.decay_factor, lp.neuron["c"], f"layer {i} neuron c")
     readout = net.features[-1]
-    pair(readout.weight, params["readout"]["kernel"], "readout/kernel", True)
-    pair(readout.bias, params["readout"]["bias"], "readout/bias")
+    pair(readout.weight, params.readout.kernel, "readout kernel", True)
+    pair(readout.bias, params.readout.bias, "readout bias")
     with torch.no_grad():
         for target, value in pairs:
             target.copy_(torch.from_numpy(np.ascontiguousarray(value)))

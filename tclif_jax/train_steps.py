@@ -1,8 +1,8 @@
 """The pure training and evaluation steps: jitted, data-parallel, on the model's state dict.
 
-``params`` is the model's ``nnx.Param`` state as a pure dict (what optimizers and
-checkpoints hold); the loss maps it to typed parameters (``tclif_jax.params.from_state``)
-and runs ``models.apply`` under an ``Execution``. Batches are batch-major ``(B, T, F)``,
+``params`` is the model's ``nnx.Param`` state as a pure dict (what the training loop's
+optimizer and checkpoints hold) or ``NetworkParams``; the loss runs ``models.apply`` on it
+under an ``Execution``. Batches are batch-major ``(B, T, F)``,
 sharded over a ``jax.sharding`` mesh (``tclif_jax.sharding``) when one is given.
 """
 
@@ -20,7 +20,6 @@ from jax.sharding import PartitionSpec as P
 
 from tclif_jax.execution import Execution
 from tclif_jax.models import SpikingNetwork, apply
-from tclif_jax.params import from_state
 from tclif_jax.sharding import Split, put_global
 
 __all__ = ["NonFiniteLossError", "make_train_step", "make_eval_step", "evaluate"]
@@ -32,7 +31,7 @@ class NonFiniteLossError(FloatingPointError):
 
 
 def _loss_and_metrics(config, execution, params, x, y, key, weights):
-    logits, aux = apply(config, from_state(params), x, execution, dropout_key=key)
+    logits, aux = apply(config, params, x, execution, dropout_key=key)
     losses = optax.softmax_cross_entropy_with_integer_labels(logits, y)
     hits = jnp.argmax(logits, -1) == y
     if weights is None:
@@ -108,7 +107,7 @@ def make_eval_step(
 
     def step(params, x, y, mask):
         x = x.astype(jnp.float32) * input_scale
-        logits, aux = apply(config, from_state(params), x, execution)
+        logits, aux = apply(config, params, x, execution)
         losses = optax.softmax_cross_entropy_with_integer_labels(logits, y)
         count = jnp.sum(mask)
         bad = jnp.sum(jnp.where(jnp.isfinite(x), 0.0, 1.0), axis=(1, 2))

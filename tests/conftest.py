@@ -18,6 +18,18 @@ MNIST_DIR = os.path.join(SHARED, "mnist")
 HAS_MNIST = os.path.exists(os.path.join(MNIST_DIR, "train-images-idx3-ubyte.gz"))
 
 
+# The slow tier (`pytest -m "not slow"` leaves it out): tests that start a subprocess, run a
+# notebook or read real data. A test taking one of these fixtures is marked here, so a new
+# one joins the tier without anyone remembering a marker; others carry @pytest.mark.slow.
+SLOW_FIXTURES = {"cli", "mnist_dir", "processes", "torch_process"}
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if SLOW_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
+
+
 @pytest.fixture(scope="session")
 def root() -> str:
     """The repository root (where ``python -m experiments.<task>`` runs)."""

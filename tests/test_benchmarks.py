@@ -62,6 +62,7 @@ def _check_common_fields(res, n_jax):
     return jax_rows
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("torch_process", ["separate", "same"])
 def test_step_time_cli_json_fields_and_torch(torch_process):
     if torch_process == "same" and not HAS_TORCH:
@@ -88,6 +89,7 @@ def test_step_time_cli_json_fields_and_torch(torch_process):
     assert len(table) == 4 + len(res["results"]) and table[-1].startswith("| ")
 
 
+@pytest.mark.slow
 def test_memory_probe_reports_peak_rss():
     # The per-configuration subprocess that step_time (without memory=False) and
     # benchmarks.memory run: build, compile, two steps, then VmHWM.
@@ -108,6 +110,7 @@ def test_memory_probe_reports_peak_rss():
     )
 
 
+@pytest.mark.slow
 def test_memory_cli_sweeps_through_the_probe():
     # benchmarks.memory -> one step_time memory probe per (T, remat) row (the torch probe
     # builds the same TorchRunner that test_step_time_cli_json_fields_and_torch times).
@@ -171,6 +174,7 @@ def test_step_time_config_lists():
         get_config("against=tf")
 
 
+@pytest.mark.slow
 def test_cli_rejects_unknown_overrides_and_positional_arguments():
     for args in (["--config.no_such_field=1"], ["stray"]):
         out = subprocess.run(
@@ -197,6 +201,7 @@ def test_serve_steps_protocol(monkeypatch, capsys):
     assert capsys.readouterr().out == "ready cpu 1.5\n0.25 3.0\n0.5 3.0\n"
 
 
+@pytest.mark.slow
 def test_step_worker_that_does_not_start_says_how_to_see_why():
     worker = common.StepWorker("ghost", "benchmarks.no_such_module", ["--x=1"])
     with pytest.raises(SystemExit) as e:
@@ -300,6 +305,7 @@ def test_breakdown_products_cover_the_counted_work():
         assert loop / total == pytest.approx(1.0, abs=0.005)
 
 
+@pytest.mark.slow
 def test_breakdown_cli_reports_consistent_times():
     res = _run(
         "breakdown",

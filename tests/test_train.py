@@ -176,6 +176,7 @@ print(json.dumps(out))
 """
 
 
+@pytest.mark.slow
 def test_loss_and_update_agree_on_1_and_4_devices(tmp_path):
     env = dict(
         os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4", JAX_PLATFORMS="cpu"

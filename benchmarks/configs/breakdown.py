@@ -10,10 +10,8 @@ sequence length.
 
 from benchmarks import common
 from experiments.configs.base import parse_arg
+from tclif_jax.execution import MATMUL_DTYPES, STRATEGIES
 from tclif_jax.neurons import NEURONS
-
-STRATEGIES = ("auto", "layerwise", "fused")
-MATMUL_DTYPES = ("float32", "bfloat16")
 
 
 def get_config(arg: str | None = None):
@@ -40,4 +38,4 @@ def check(config) -> None:
     common.preset_config(config.preset)
     common.check_choice("neuron", config.neuron, tuple(NEURONS))
     common.check_choice("strategy", config.strategy, STRATEGIES)
-    common.check_choice("matmul_dtype", config.matmul_dtype, MATMUL_DTYPES)
+    common.check_choice("matmul_dtype", config.matmul_dtype, tuple(MATMUL_DTYPES))

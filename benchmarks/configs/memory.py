@@ -10,9 +10,7 @@ sequence lengths T, which only the override form can carry when it has more than
 
 from benchmarks import common
 from experiments.configs.base import parse_arg
-
-STRATEGIES = ("auto", "layerwise", "fused")
-MATMUL_DTYPES = ("float32", "bfloat16")
+from tclif_jax.execution import MATMUL_DTYPES, STRATEGIES
 
 
 def get_config(arg: str | None = None):
@@ -53,5 +51,5 @@ def check(config) -> None:
     common.preset_config(config.preset)
     sequence_lengths(config)
     common.check_choice("strategy", config.strategy, STRATEGIES)
-    common.check_choice("matmul_dtype", config.matmul_dtype, MATMUL_DTYPES)
+    common.check_choice("matmul_dtype", config.matmul_dtype, tuple(MATMUL_DTYPES))
     common.check_choice("against", config.against, ("none", "torch"))

@@ -18,11 +18,11 @@ and ``pip install --no-deps "norse>=1.1.0"`` (see the ``bench`` extra in pyproje
 
 from benchmarks import common
 from experiments.configs.base import parse_arg
+from tclif_jax.execution import STRATEGIES
 
 SETTINGS = ("a", "b")
 LIBRARIES = ("ours", "spyx", "snntorch", "norse", "norse-lif")
 NEURONS = ("lif", "tclif")  # our neurons
-STRATEGIES = ("auto", "layerwise", "fused")  # our strategies
 
 
 def get_config(arg: str | None = None):

@@ -10,8 +10,7 @@ import os
 
 from benchmarks import common
 from experiments.configs.base import parse_arg
-
-STRATEGIES = ("auto", "layerwise", "fused")
+from tclif_jax.execution import STRATEGIES
 
 
 def default_data() -> str:

@@ -11,9 +11,7 @@ list, which only the override form can carry: ``--config.strategy="layerwise,fus
 
 from benchmarks import common
 from experiments.configs.base import parse_arg
-
-STRATEGIES = ("auto", "layerwise", "fused")
-MATMUL_DTYPES = ("float32", "bfloat16")
+from tclif_jax.execution import MATMUL_DTYPES, STRATEGIES
 
 
 def get_config(arg: str | None = None):
@@ -49,7 +47,9 @@ def check(config) -> None:
     """A ValueError naming the valid values for any setting that has none."""
     common.preset_config(config.preset)
     common.choose_list("strategy", config.strategy, STRATEGIES, STRATEGIES[1:])
-    common.choose_list("matmul_dtype", config.matmul_dtype, MATMUL_DTYPES, MATMUL_DTYPES)
+    common.choose_list(
+        "matmul_dtype", config.matmul_dtype, tuple(MATMUL_DTYPES), tuple(MATMUL_DTYPES)
+    )
     common.check_choice("against", config.against, ("none", "torch"))
     common.check_choice("torch_device", config.torch_device, ("auto", "cpu", "cuda"))
     common.check_choice("torch_process", config.torch_process, ("auto", "separate", "same"))
