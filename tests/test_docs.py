@@ -221,7 +221,8 @@ def test_smnist_table_comes_from_the_metrics_files():
         link = f"[metrics](results/smnist-ff-64/{neuron}/metrics.jsonl)"
         assert f"| {label} ({link}) | {cells} |" in text, (label, cells)
         best = max(r["test_acc"] for r in records)
-        assert f"{pct(best)} best after {len(records)} of 200 epochs" in text
+        measured = f"[{pct(best)}](results/smnist-ff-64/{neuron}/metrics.jsonl) best after"
+        assert f"{measured} {len(records)} of 200 epochs" in text
 
 
 def table1_rows():
@@ -251,7 +252,8 @@ def test_table1_has_every_entry_and_the_configs_paper_numbers():
             assert entry.startswith("LIF"), entry
             continue
         config = importlib.import_module(f"experiments.configs.{task}").get_config(variant)
-        assert float(paper) == pytest.approx(config.paper_accuracy), (entry, paper)
+        figure = f"[{config.paper_accuracy:.2f}](../experiments/configs/{task}.py)"
+        assert paper == figure, (entry, paper, figure)
 
 
 def test_table6_parameter_counts_are_the_built_models():
