@@ -7,7 +7,7 @@ any NNX model, or run under spyx. ``scan`` runs it over a batch-major sequence
 ``(B, T, in)``. ``Readout`` is the paper's per-step Linear readout. Both use PyTorch's
 default Linear init, so runs compare with the official code.
 
-Example (a user-built model; see the README for a trained one)::
+Example (a user-built model; docs/getting-started.md shows a trained one)::
 
     layer = SpikingDense(40, 128, "tclif", v_th=1.2, rngs=nnx.Rngs(0))
     state = layer.initial_state(batch_size=8)

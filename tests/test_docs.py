@@ -117,7 +117,7 @@ def check_layer_plots(scope):
 
 
 def check_own_neuron(scope):
-    from tclif_jax import apply, parameters
+    from tclif_jax import Execution, apply, parameters
     from tclif_jax.neurons import NEURONS
 
     assert NEURONS["hard_lif"] is scope["HardResetLIF"]
@@ -125,14 +125,11 @@ def check_own_neuron(scope):
     assert model(x).shape == (4, 20)
     params = parameters(model)
 
-    def loss(p, probes=None):
-        return jnp.sum(apply(model.config, p, x, probes=probes)[0] ** 2)
+    def loss(p, execution):
+        return jnp.sum(apply(model.config, p, x, execution)[0] ** 2)
 
-    default = jax.grad(loss)(params)  # the jax.vjp default adjoint of the time loop
-    # Zero probes add nothing to the forward but route it through JAX's autodiff of the
-    # scan, the reference the adjoints are held to.
-    zeros = [jnp.zeros((4, 250, n)) for n in model.config.hidden]
-    auto = jax.grad(loss)(params, zeros)
+    default = jax.grad(loss)(params, Execution())  # the neuron's adjoint in the time loop
+    auto = jax.grad(loss)(params, Execution(backward="autodiff"))  # the reference
     for a, b in zip(jax.tree.leaves(default), jax.tree.leaves(auto)):
         scale = float(jnp.max(jnp.abs(b)))
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-5 * scale)

@@ -1,0 +1,173 @@
+"""Surrogate spike functions: exact Heaviside forward, closed-form backward via custom_vjp.
+
+The closed forms below are written from independent sources, not from the implementation:
+the triangle from the paper's Eq. 21; sigmoid, fast sigmoid (SuperSpike, Zenke & Ganguli
+2018), arctan and the multi-Gaussian from their definitions (arctan and sigmoid as
+spikingjelly writes them, which the official repository's MNIST/surrogate.py copies);
+rectangle, exponential and ``official_gau`` from the official repository's
+MNIST/surrogate.py (``Rectangle``, ``SingleExponential``, ``ActFun_adp``).
+"""
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from scipy.stats import norm
+
+from tclif_jax import NetworkConfig, apply, from_config, from_preset, parameters
+from tclif_jax.surrogate import SURROGATES, Surrogate, get_surrogate
+
+XS = np.linspace(-3.0, 3.0, 241).astype(np.float32)  # includes exactly 0 and +-0.5, +-1
+
+
+def closed_form(name, x, w):
+    x = np.asarray(x, np.float64)
+    if name == "triangle":
+        return np.maximum(0.0, 1.0 - np.abs(x) / w) / w
+    if name == "sigmoid":
+        s = 1.0 / (1.0 + np.exp(-w * x))
+        return w * s * (1.0 - s)
+    if name == "fast_sigmoid":
+        return 1.0 / (1.0 + w * np.abs(x)) ** 2
+    if name == "arctan":
+        return (w / 2.0) / (1.0 + (math.pi / 2.0 * w * x) ** 2)
+    if name == "rectangle":
+        return (np.abs(x) < w / 2.0) / w
+    if name == "exponential":
+        return np.exp(-np.abs(x) / w) / w
+    g = lambda x, mu, s: np.exp(-((x - mu) ** 2) / (2 * s**2)) / (math.sqrt(2 * math.pi) * s)  # noqa: E731
+    if name == "multi_gaussian":
+        return g(x, 0, w) * 1.15 - 0.15 * g(x, w, 6 * w) - 0.15 * g(x, -w, 6 * w)
+    if name == "official_gau":  # ActFun_adp: lens = w, scale 6, height 0.15, times gamma 0.5
+        return 0.5 * (g(x, 0, w) * 1.15 - 0.15 * g(x, w, 6 * w) - 0.15 * g(x, -w, 6 * w))
+    raise AssertionError(name)
+
+
+@pytest.mark.parametrize("name", SURROGATES)
+def test_forward_is_exact_heaviside_with_its_h0(name):
+    sur = get_surrogate(name)
+    h0 = name != "official_gau"  # the official "gau" forward is x > 0
+    assert sur.fires_at_zero is h0
+    s = sur(jnp.asarray(XS))
+    expected = (XS >= 0) if h0 else (XS > 0)
+    np.testing.assert_array_equal(np.asarray(s), expected.astype(np.float32))
+    assert float(sur(jnp.float32(0.0))) == float(h0)
+    assert float(sur(jnp.float32(-1e-7))) == 0.0 and float(sur(jnp.float32(1e-7))) == 1.0
+
+
+def test_official_gau_on_a_grid_against_the_official_formula():
+    # The official ActFun_adp (MNIST/surrogate.py): forward input.gt(0); backward
+    # 0.5 * [1.15 G(x; 0, 0.5) - 0.15 G(x; 0.5, 3) - 0.15 G(x; -0.5, 3)], G the normal
+    # density (scipy's, not ours).
+    x = np.linspace(-4.0, 4.0, 801).astype(np.float32)  # includes 0 and +-0.5
+    expected = 0.5 * (
+        1.15 * norm.pdf(x, 0.0, 0.5) - 0.15 * norm.pdf(x, 0.5, 3.0) - 0.15 * norm.pdf(x, -0.5, 3.0)
+    )
+    sur = get_surrogate("official_gau")
+    assert sur.width == 0.5
+    grads = jax.vmap(jax.grad(lambda v: sur(v)))(jnp.asarray(x))
+    np.testing.assert_allclose(np.asarray(grads), expected, rtol=1e-5, atol=1e-7)
+    np.testing.assert_array_equal(np.asarray(sur(jnp.asarray(x))), (x > 0).astype(np.float32))
+    # multi_gaussian is the same shape without the 0.5 and with H(0) = 1
+    mg = jax.vmap(jax.grad(lambda v: get_surrogate("multi_gaussian")(v)))(jnp.asarray(x))
+    np.testing.assert_allclose(np.asarray(mg), 2 * expected, rtol=1e-5, atol=1e-7)
+
+
+def test_the_heaviside_convention_can_be_set_and_survives_a_width_change():
+    assert Surrogate("triangle", fires_at_zero=False)(jnp.float32(0.0)) == 0.0
+    assert Surrogate("official_gau", fires_at_zero=True)(jnp.float32(0.0)) == 1.0
+    n = from_preset("shd-ff", surrogate="official_gau", surrogate_width=0.7).layers[0].neuron
+    assert (n.surrogate.width, n.surrogate.fires_at_zero) == (0.7, False)
+
+
+def _first_step_at_threshold(surrogate, strategy, backward="auto"):
+    # One TC-LIF neuron whose soma is exactly V_th at the first step: sigmoid(0) * 2.0 = 1.
+    config = NetworkConfig(
+        1,
+        (1, 3),
+        2,
+        "tclif",
+        dict(init_c=(0.0, 0.0), v_th=1.0, surrogate=surrogate),
+        strategy=strategy,
+        backward=backward,
+    )
+    model = from_config(config, seed=0)
+    params = parameters(model)
+    params["layers"][0]["dense"]["kernel"] = jnp.ones((1, 1))
+    params["layers"][0]["dense"]["bias"] = jnp.zeros((1,))
+    _, aux = apply(config, params, jnp.full((1, 1, 1), 2.0))  # one step
+    return float(aux["firing_rates"][0])  # the first layer's one spike, or none
+
+
+@pytest.mark.parametrize(
+    "strategy,backward", [("layerwise", "auto"), ("fused", "auto"), ("fused", "autodiff")]
+)
+def test_every_strategy_honours_the_heaviside_convention(strategy, backward):
+    # the hand-written adjoints (backward=auto) recompute spikes from the soma: it must use H(0)
+    assert _first_step_at_threshold("triangle", strategy, backward) == 1.0
+    assert _first_step_at_threshold("official_gau", strategy, backward) == 0.0
+
+
+def test_strategies_agree_with_official_gau():
+    model = from_preset("shd-rec", seed=2, hidden=(16, 12), v_th=0.5, surrogate="official_gau")
+    x = (jax.random.uniform(jax.random.key(0), (3, 20, 700)) < 0.3).astype(jnp.float32)
+    y = jnp.asarray([1, 4, 7])
+
+    def loss_and_grads(strategy, backward="auto"):
+        config = model.config.replace(strategy=strategy, backward=backward)
+
+        def loss(p):
+            logits, aux = apply(config, p, x)
+            ce = -jnp.mean(jax.nn.log_softmax(logits)[jnp.arange(3), y])
+            return ce, aux["firing_rates"]
+
+        return jax.jit(jax.value_and_grad(loss, has_aux=True))(parameters(model))
+
+    (la, ra), ga = loss_and_grads("layerwise")
+    assert float(jnp.min(ra)) > 0.01
+    for strategy, backward in (("fused", "auto"), ("fused", "autodiff")):
+        (lb, rb), gb = loss_and_grads(strategy, backward)
+        np.testing.assert_allclose(float(lb), float(la), rtol=1e-5)
+        np.testing.assert_allclose(np.asarray(rb), np.asarray(ra), rtol=1e-6)
+        for u, v in zip(jax.tree.leaves(ga), jax.tree.leaves(gb)):
+            np.testing.assert_allclose(np.asarray(v), np.asarray(u), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", SURROGATES)
+@pytest.mark.parametrize("width", [0.5, 1.0, 2.5])
+def test_grad_equals_closed_form(name, width):
+    sur = Surrogate(name, width)
+    grads = jax.vmap(jax.grad(lambda x: sur(x)))(jnp.asarray(XS))
+    np.testing.assert_allclose(
+        np.asarray(grads), closed_form(name, XS, width), rtol=1e-5, atol=1e-6
+    )
+
+
+def test_triangle_width_one_is_paper_eq21():
+    # dS/dU = max(0, 1 - |U - V_th|), V_th = 1.3
+    v_th = 1.3
+    u = jnp.asarray([0.2, 0.8, 1.3, 1.9, 2.5])
+    g = jax.vmap(jax.grad(lambda u: get_surrogate("triangle")(u - v_th)))(u)
+    np.testing.assert_allclose(np.asarray(g), [0.0, 0.5, 1.0, 0.4, 0.0], atol=1e-6)
+
+
+def test_custom_vjp_is_used():
+    # The true derivative of a step is 0 away from 0; the surrogate's is not.
+    g = jax.grad(lambda x: get_surrogate("triangle")(x))(jnp.float32(0.25))
+    assert float(g) == pytest.approx(0.75)
+    g = jax.grad(lambda x: get_surrogate("sigmoid", 4.0)(x))(jnp.float32(-0.3))
+    assert float(g) > 0.1
+
+
+def test_unknown_surrogate_lists_valid_names():
+    with pytest.raises(ValueError, match="triangle.*sigmoid.*multi_gaussian.*official_gau"):
+        get_surrogate("gaussianish")
+    with pytest.raises(ValueError, match="width"):
+        Surrogate("triangle", 0.0)
+
+
+def test_surrogate_is_hashable_static_argument():
+    f = jax.jit(lambda x, s: s(x), static_argnums=1)
+    assert float(f(jnp.float32(1.0), Surrogate("arctan", 2.0))) == 1.0
