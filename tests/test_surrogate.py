@@ -219,6 +219,12 @@ def test_unknown_surrogate_lists_valid_names():
         get_surrogate("gaussianish")
     with pytest.raises(ValueError, match="width"):
         Surrogate("triangle", 0.0)
+    with pytest.raises(
+        ValueError, match=r"^Surrogate 'arctan': width=nan is not valid; give a fin"
+    ):
+        Surrogate("arctan", float("nan"))
+    with pytest.raises(ValueError, match=r"^Surrogate 'official_glif': fires_at_zero='no' is not"):
+        Surrogate("official_glif", fires_at_zero="no")
 
 
 def test_surrogate_is_hashable_static_argument():
