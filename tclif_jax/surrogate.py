@@ -3,9 +3,10 @@
 Every spike function here maps ``x = U - V_th`` (any shape, any float dtype) to
 ``H(x)``, with ``H(0) = 1`` (a neuron fires when its potential reaches the
 threshold, as in the paper and the official triangle) unless the surrogate says
-otherwise: ``Surrogate.fires_at_zero`` is False for ``official_gau``, whose official
-forward is ``x > 0``. The backward pass replaces the Dirac delta ``dH/dx`` by a
-surrogate derivative ``g(x)`` through ``jax.custom_vjp``.
+otherwise: ``Surrogate.fires_at_zero`` is False for the two whose official forward is
+``x > 0``: ``official_gau`` (the TC-LIF repository's "gau") and ``official_glif`` (the
+Gated-LIF repository's rectangle, GLIF's default). The backward pass replaces the Dirac
+delta ``dH/dx`` by a surrogate derivative ``g(x)`` through ``jax.custom_vjp``.
 
 ``Surrogate`` is a frozen (hashable) dataclass so that it can be a static
 argument of jitted functions and a field of neuron specs.
@@ -25,6 +26,7 @@ from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 __all__ = ["Surrogate", "SURROGATES", "get_surrogate", "heaviside", "spike"]
 
@@ -33,6 +35,13 @@ def heaviside(x: jax.Array, fires_at_zero: bool = True) -> jax.Array:
     """H(x) in x's dtype (no gradient rule attached): 1 for x >= 0 (``fires_at_zero``)
     or for x > 0, else 0."""
     return (x >= 0 if fires_at_zero else x > 0).astype(x.dtype)
+
+
+def is_real_number(value) -> bool:
+    # A plain or NumPy real number; not a bool, a string or an array.
+    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(
+        value, (bool, np.bool_)
+    )
 
 
 def _gaussian(x, mu, sigma):
@@ -98,9 +107,16 @@ _DERIVATIVES: dict[str, tuple[Callable, float, str]] = {
         0.5,
         "official 'gau' exactly: 0.5 x multi_gaussian, fires at x > 0 (H(0) = 0)",
     ),
+    # The Gated-LIF repository (layers.py, SpikeAct_extended) fires at x > 0 and passes the
+    # gradient unscaled where |x| < 0.5: the rectangle of width 1, with H(0) = 0.
+    "official_glif": (
+        _rectangle,
+        1.0,
+        "official Gated-LIF exactly at w = 1: 1{|x| < w/2} / w, fires at x > 0 (H(0) = 0)",
+    ),
 }
 # Surrogates whose forward fires at x > 0 only (H(0) = 0) unless told otherwise.
-_STRICT = frozenset({"official_gau"})
+_STRICT = frozenset({"official_gau", "official_glif"})
 
 SURROGATES: tuple[str, ...] = tuple(_DERIVATIVES)
 
@@ -111,7 +127,8 @@ class Surrogate:
 
     Calling it on ``x`` gives the Heaviside spike with this surrogate's backward.
     ``fires_at_zero``: the forward's H(0) (True: fires at x >= 0); None takes the
-    family's convention (False for ``official_gau``, True for every other).
+    family's convention (False for ``official_gau`` and ``official_glif``, True for every
+    other).
     """
 
     name: str = "triangle"
@@ -123,13 +140,19 @@ class Surrogate:
             raise ValueError(
                 f"Unknown surrogate {self.name!r}; valid names are: {', '.join(SURROGATES)}."
             )
-        if self.width is None:
-            object.__setattr__(self, "width", _DERIVATIVES[self.name][1])
-        if not self.width > 0:
-            raise ValueError(f"Surrogate width must be > 0, got {self.width}.")
-        if self.fires_at_zero is None:
-            object.__setattr__(self, "fires_at_zero", self.name not in _STRICT)
-        object.__setattr__(self, "fires_at_zero", bool(self.fires_at_zero))
+        width = _DERIVATIVES[self.name][1] if self.width is None else self.width
+        if not is_real_number(width) or not (math.isfinite(width) and width > 0):
+            raise ValueError(
+                f"Surrogate {self.name!r}: width={width!r} is not valid; give a finite number > 0."
+            )
+        object.__setattr__(self, "width", float(width))
+        fires = self.name not in _STRICT if self.fires_at_zero is None else self.fires_at_zero
+        if not isinstance(fires, (bool, np.bool_)):
+            raise ValueError(
+                f"Surrogate {self.name!r}: fires_at_zero={fires!r} is not valid; give True, "
+                "False or None (the family's convention)."
+            )
+        object.__setattr__(self, "fires_at_zero", bool(fires))
 
     def derivative(self, x: jax.Array) -> jax.Array:
         """The surrogate dS/dx at x (same shape and dtype as x)."""

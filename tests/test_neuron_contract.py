@@ -1,9 +1,9 @@
 """The ``Neuron`` protocol, checked on every registered neuron type.
 
-A new neuron type is one class in ``tclif_jax/neurons.py``; registering it (a ``name``)
-puts it under every test here: shapes and types of its state, the probe's meaning, the
-state vector round trip used by the Jacobian analyses, hashability (jit static
-arguments), swapping into a preset, and both execution strategies agreeing on it.
+A new neuron type is one ``Neuron`` subclass in ``tclif_jax/neurons/``; registering it (a
+``name``) puts it under every test here: shapes and types of its state, the probe's
+meaning, the state vector round trip used by the Jacobian analyses, hashability (jit
+static arguments), swapping into a preset, and both execution strategies agreeing on it.
 """
 
 import jax

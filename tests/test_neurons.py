@@ -236,7 +236,7 @@ def _glif_numpy(p, u, o, x):
         + i_t
         - (1 - ga) * sig["reset"] * o
     )
-    return u, (u - sig["threshold"] >= 0).astype(np.float64)
+    return u, (u - sig["threshold"] > 0).astype(np.float64)  # SpikeAct_extended: gt(x, 0)
 
 
 def test_glif_matches_its_closed_form():

@@ -5,7 +5,8 @@ the triangle from the paper's Eq. 21; sigmoid, fast sigmoid (SuperSpike, Zenke &
 2018), arctan and the multi-Gaussian from their definitions (arctan and sigmoid as
 spikingjelly writes them, which the official repository's MNIST/surrogate.py copies);
 rectangle, exponential and ``official_gau`` from the official repository's
-MNIST/surrogate.py (``Rectangle``, ``SingleExponential``, ``ActFun_adp``).
+MNIST/surrogate.py (``Rectangle``, ``SingleExponential``, ``ActFun_adp``);
+``official_glif`` from the Gated-LIF repository's layers.py (``SpikeAct_extended``).
 """
 
 import math
@@ -16,10 +17,12 @@ import numpy as np
 import pytest
 from scipy.stats import norm
 
-from tclif_jax import NetworkConfig, apply, from_config, from_preset, parameters
+from tclif_jax import GLIF, NetworkConfig, apply, from_config, from_preset, make_neuron, parameters
 from tclif_jax.surrogate import SURROGATES, Surrogate, get_surrogate
 
 XS = np.linspace(-3.0, 3.0, 241).astype(np.float32)  # includes exactly 0 and +-0.5, +-1
+# The surrogates whose official forward is x > 0 (H(0) = 0): TC-LIF's "gau", Gated-LIF's.
+STRICT = {"official_gau", "official_glif"}
 
 
 def closed_form(name, x, w):
@@ -33,7 +36,7 @@ def closed_form(name, x, w):
         return 1.0 / (1.0 + w * np.abs(x)) ** 2
     if name == "arctan":
         return (w / 2.0) / (1.0 + (math.pi / 2.0 * w * x) ** 2)
-    if name == "rectangle":
+    if name in ("rectangle", "official_glif"):  # Gated-LIF: 1{|x| < 0.5} at w = 1
         return (np.abs(x) < w / 2.0) / w
     if name == "exponential":
         return np.exp(-np.abs(x) / w) / w
@@ -48,7 +51,7 @@ def closed_form(name, x, w):
 @pytest.mark.parametrize("name", SURROGATES)
 def test_forward_is_exact_heaviside_with_its_h0(name):
     sur = get_surrogate(name)
-    h0 = name != "official_gau"  # the official "gau" forward is x > 0
+    h0 = name not in STRICT
     assert sur.fires_at_zero is h0
     s = sur(jnp.asarray(XS))
     expected = (XS >= 0) if h0 else (XS > 0)
@@ -73,6 +76,56 @@ def test_official_gau_on_a_grid_against_the_official_formula():
     # multi_gaussian is the same shape without the 0.5 and with H(0) = 1
     mg = jax.vmap(jax.grad(lambda v: get_surrogate("multi_gaussian")(v)))(jnp.asarray(x))
     np.testing.assert_allclose(np.asarray(mg), 2 * expected, rtol=1e-5, atol=1e-7)
+
+
+def test_official_glif_against_the_gated_lif_code():
+    # SpikeAct_extended (Gated-LIF, layers.py): forward gt(x, 0.); backward the incoming
+    # gradient times float(|x| < 0.5), so exactly 1 inside, 0 outside and at |x| = 0.5.
+    x = np.array([-2.0, -0.5, -0.4999, -0.25, -1e-7, 0.0, 1e-7, 0.25, 0.4999, 0.5, 2.0], np.float32)
+    sur = get_surrogate("official_glif")
+    assert (sur.width, sur.fires_at_zero) == (1.0, False)
+    np.testing.assert_array_equal(
+        np.asarray(sur(jnp.asarray(x))), [0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1]
+    )
+    grads = jax.vmap(jax.grad(lambda v: sur(v)))(jnp.asarray(x))
+    np.testing.assert_array_equal(np.asarray(grads), [0, 0, 1, 1, 1, 1, 1, 1, 1, 0, 0])
+    # the same backward as the rectangle of width 1; only H(0) differs
+    rect = get_surrogate("rectangle")
+    np.testing.assert_array_equal(np.asarray(rect.derivative(jnp.asarray(x))), np.asarray(grads))
+    assert float(rect(jnp.float32(0.0))) == 1.0
+
+
+def _glif_at_threshold(neuron, offset):
+    # One GLIF step from rest with alpha = 1 and beta = 0 (sigmoid(+-30) in float32), so
+    # U[t] = I[t] exactly; I[t] = V_th + offset. Returns (S[t], dS[t]/dI[t]).
+    p = dict(neuron.init_params(1))
+    p.update(alpha=jnp.full((1,), 30.0), beta=jnp.full((1,), -30.0))
+    v_th = jax.nn.sigmoid(p["threshold"])
+
+    def spike(current):
+        return neuron.step(p, neuron.init_state((), 1), current)[1][0]
+
+    current = v_th + jnp.float32(offset)
+    return float(spike(current)), float(jax.grad(spike)(current)[0])
+
+
+def test_glif_defaults_to_the_official_gated_lif_surrogate():
+    glif = GLIF()
+    assert glif.surrogate == Surrogate("official_glif", 1.0, fires_at_zero=False)
+    assert make_neuron("glif").surrogate == glif.surrogate
+    # at the threshold exactly it does not fire; just above it does; gradient 1 in |x| < 0.5
+    assert _glif_at_threshold(glif, 0.0) == (0.0, 1.0)
+    assert _glif_at_threshold(glif, 0.25) == (1.0, 1.0)
+    assert _glif_at_threshold(glif, -0.25) == (0.0, 1.0)
+    assert _glif_at_threshold(glif, 0.75) == (1.0, 0.0)
+    assert _glif_at_threshold(glif, -0.75) == (0.0, 0.0)
+    # another surrogate is still a setting away, with its own H(0) and backward
+    tri = make_neuron("glif", surrogate="triangle")
+    assert _glif_at_threshold(tri, 0.0) == (1.0, 1.0)
+    assert _glif_at_threshold(tri, 0.25) == pytest.approx((1.0, 0.75))
+    # a width alone changes the default surrogate's width, not the surrogate
+    wide = make_neuron("glif", surrogate_width=2.0).surrogate
+    assert wide == Surrogate("official_glif", 2.0, fires_at_zero=False)
 
 
 def test_the_heaviside_convention_can_be_set_and_survives_a_width_change():
@@ -166,6 +219,12 @@ def test_unknown_surrogate_lists_valid_names():
         get_surrogate("gaussianish")
     with pytest.raises(ValueError, match="width"):
         Surrogate("triangle", 0.0)
+    with pytest.raises(
+        ValueError, match=r"^Surrogate 'arctan': width=nan is not valid; give a fin"
+    ):
+        Surrogate("arctan", float("nan"))
+    with pytest.raises(ValueError, match=r"^Surrogate 'official_glif': fires_at_zero='no' is not"):
+        Surrogate("official_glif", fires_at_zero="no")
 
 
 def test_surrogate_is_hashable_static_argument():
