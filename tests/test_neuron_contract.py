@@ -11,7 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from tclif_jax import NEURONS, apply, from_preset, make_neuron, parameters
+from tclif_jax import NEURONS, apply, from_preset, make_neuron
 
 NAMES = sorted(NEURONS)
 B, N = 3, 5
@@ -93,26 +93,22 @@ def test_specs_are_hashable_and_equal_by_value(name):
 
 
 @pytest.mark.parametrize("name", NAMES)
-def test_swaps_into_a_preset_and_strategies_agree(name):
+def test_swaps_into_a_preset_and_its_gradient_reaches_the_first_layer(name):
+    # (Strategies agreeing is tests/test_strategies.py; every neuron's adjoint against
+    # autodiff is tests/test_adjoint.py.)
     model = from_preset("shd-rec", neuron=name, hidden=(12, 8), v_th=0.5)
     assert all(layer.neuron.name == name for layer in model.layers)
     x = (jax.random.uniform(jax.random.key(0), (2, 10, 700)) < 0.2).astype(jnp.float32)
     y = jnp.asarray([1, 2])
-    params = parameters(model)
 
-    def loss_and_grads(strategy):
-        config = model.config.replace(strategy=strategy, backward="autodiff")
+    def loss(p):
+        logits, _ = apply(model.config, p, x)
+        return -jnp.mean(jax.nn.log_softmax(logits)[jnp.arange(2), y])
 
-        def loss(p):
-            logits, _ = apply(config, p, x)
-            return -jnp.mean(jax.nn.log_softmax(logits)[jnp.arange(2), y])
-
-        return jax.value_and_grad(loss)(params)
-
-    (la, ga), (lb, gb) = loss_and_grads("layerwise"), loss_and_grads("fused")
-    np.testing.assert_allclose(float(la), float(lb), rtol=1e-5)
-    for u, v in zip(jax.tree.leaves(ga), jax.tree.leaves(gb)):
-        np.testing.assert_allclose(np.asarray(u), np.asarray(v), rtol=1e-5, atol=1e-6)
+    value, grads = jax.value_and_grad(loss)(model.params())
+    assert np.isfinite(float(value))
+    assert all(np.all(np.isfinite(np.asarray(g))) for g in jax.tree.leaves(grads))
+    assert float(jnp.abs(grads.layers[0].dense.kernel).sum()) > 0
 
 
 @pytest.mark.parametrize("name", NAMES)
