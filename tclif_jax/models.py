@@ -92,9 +92,9 @@ class SpikingNetwork(nnx.Module):
         """Raise a ValueError naming the expected shape unless x is (batch, time, in_features)
         and, outside ``jit``, finite."""
         shape = getattr(x, "shape", None)
-        if shape is None or len(shape) != 3 or shape[-1] != self.in_features or not shape[1]:
+        if shape is None or len(shape) != 3 or shape[-1] != self.in_features:
             raise ValueError(
-                f"Expected input of shape (batch, time >= 1, {self.in_features}) (batch-major), "
+                f"Expected input of shape (batch, time, {self.in_features}) (batch-major), "
                 f"got {shape}. For one sequence use x[None]; S-MNIST pixels need a trailing "
                 f"feature axis: x.reshape(batch, 784, 1)."
             )

@@ -171,6 +171,9 @@ def test_grad_through_784_steps_is_finite_and_nonzero():
 
 def test_bad_input_shapes_name_the_expected_shape():
     m = from_preset("smnist-ff-64")
+    for call in (m, lambda x: apply(m.config, m.params(), x), jax.jit(m)):
+        with pytest.raises(ValueError, match=r"^The input has 0 time steps; a spiking network"):
+            call(jnp.zeros((4, 0, 1)))
     with pytest.raises(ValueError, match=r"\(batch, time, 1\)"):
         m(jnp.zeros((4, 784)))
     with pytest.raises(ValueError, match=r"\(batch, time, 1\)"):
