@@ -9,6 +9,7 @@ setting); ``None`` there means "the preset's value".
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from ml_collections import config_dict
@@ -86,6 +87,19 @@ def schedule(
     }
 
 
+def paper_settings(model: config_dict.ConfigDict, **settings: Any) -> None:
+    """Write the paper's neuron settings into a config's ``model`` section.
+
+    ``init_b`` (the paper's (b1, b2)) also sets ``init_c = (logit(-b1), logit(b2))``:
+    a preset's ``init_c`` (an official command's c) would otherwise win over it.
+    """
+    for name, value in settings.items():
+        model[name] = value
+    if "init_b" in settings:
+        b1, b2 = settings["init_b"]
+        model.init_c = (math.log(-b1 / (1 + b1)), math.log(b2 / (1 - b2)))
+
+
 def base_config(
     task: str, preset: str, run_name: str, sched: dict, *, neuron: str = "tclif"
 ) -> config_dict.ConfigDict:
@@ -110,6 +124,9 @@ def base_config(
     config.train.checkpoint_every_steps = 0  # also checkpoint inside epochs (0: epoch ends only)
     config.train.keep_checkpoints = 3
     config.train.skip_nonfinite = False
+    # Keep each epoch's last partial batch, as every official loader does (MNIST and GSC:
+    # torch DataLoader without drop_last; SHD/SSC: SpikeIterator's ceil(N / batch) batches).
+    config.train.drop_last = False
     config.train.progress = True
 
     config.optimizer = config_dict.ConfigDict()
