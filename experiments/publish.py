@@ -98,6 +98,13 @@ def render_card(info: dict) -> str:
         sched = f"x{opt['decay_factor']:g} every {opt['decay_every']} epochs"
     else:
         sched = "constant"
+    if info.get("inside_epoch"):
+        when = f"at step {info['step']}, inside epoch {info['epoch'] + 1}"
+    else:
+        when = f"after epoch {info['epoch']}"
+    if info["checkpoint"] == "best":
+        when += " (the best test accuracy)"
+    runs = info["epochs_run"]
     lines = [
         f"# {info['name']}",
         "",
@@ -122,9 +129,7 @@ def render_card(info: dict) -> str:
         f"{net['readout']}; {info['parameters']:,} parameters |",
         f"| training | Adam {opt['learning_rate']:g}, {sched}, batch {tc['batch_size']}, "
         f"seed {info['training']['seed']} |",
-        f"| epochs | the checkpoint after epoch {info['epoch']}"
-        + (" (the best test accuracy)" if info["checkpoint"] == "best" else "")
-        + f" of {info['epochs_run']} epoch{'s' if info['epochs_run'] != 1 else ''} run |",
+        f"| epochs | the checkpoint {when}, of {runs} epoch{'s' if runs != 1 else ''} run |",
         f"| command | `{info['command']}` |",
         f"| measured | {info['date']}, {info['platform']}, tclif_jax {info['versions']['tclif_jax']}, "
         f"jax {info['versions']['jax']} (batches of {info['eval_batch_size']}) |",
@@ -183,8 +188,18 @@ def main(argv):
         model, x_test, y_test, input_scale=dataset.input_scale, batch_size=batch
     )
     total = len(y_test)
-    record = next((h for h in meta["history"] if h["step"] == meta["step"]), meta["history"][-1])
-    if round(record["test_acc"] * total) != correct:
+    # A checkpoint written inside an epoch (train.checkpoint_every_steps) has no test
+    # accuracy of its own in the run's log.
+    record = next((h for h in meta["history"] if h["step"] == meta["step"]), None)
+    if record is None:
+        logging.warning(
+            "The %s checkpoint (step %d) was written inside epoch %d: the run logged no test "
+            "accuracy for it.",
+            _CHECKPOINT.value,
+            meta["step"],
+            meta["epoch"] + 1,
+        )
+    elif round(record["test_acc"] * total) != correct:
         logging.warning(
             "Measured %d of %d (%.4f) correct; the run logged test_acc %.4f for step %d.",
             correct,
@@ -206,10 +221,11 @@ def main(argv):
             input_scale=dataset.input_scale,
         ),
         checkpoint=_CHECKPOINT.value,
-        epoch=record["epoch"],
+        epoch=meta["epoch"],  # epochs completed by the checkpoint
+        inside_epoch=record is None,
         step=meta["step"],
         epochs_run=max(h["epoch"] for h in history),
-        run_test_acc=record["test_acc"],
+        run_test_acc=record["test_acc"] if record else None,
         run_best_test_acc=meta.get("best_test_acc"),
         eval_batch_size=batch,
         command=_COMMAND.value or training_command(config_dict, workdir),
@@ -227,7 +243,7 @@ def main(argv):
         f.write(render_card(pretrained.card(card_path)))
     print(
         f"{_NAME.value}: {correct} of {total} test examples ({100 * correct / total:.2f}%), "
-        f"epoch {record['epoch']}; wrote {weights}, {card_path}, {page}",
+        f"step {meta['step']}; wrote {weights}, {card_path}, {page}",
         flush=True,
     )
 

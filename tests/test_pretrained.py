@@ -191,3 +191,19 @@ def test_shipped_weights_give_the_same_results_in_the_torch_reference():
     assert same[close].all()
     correct = [int(np.sum(logits.argmax(-1) == y)) for logits in (theirs, ours)]
     assert abs(correct[0] - correct[1]) <= 2, correct
+
+
+def test_publish_records_the_command_that_trained_the_run():
+    from experiments.configs import smnist
+    from experiments.publish import training_command
+
+    config = smnist.get_config("rec40").to_dict()
+    config["train"]["num_epochs"] = 25
+    config["optimizer"]["decay_epochs"] = (10,)
+    config["data"]["dir"] = "/data/mnist"
+    del config["train"]["drop_last"]  # a field of a newer config is left out
+    assert training_command(config, "/abs/runs/smnist-rec40-tclif/") == (
+        "python -m experiments.smnist --config=experiments/configs/smnist.py:rec40 "
+        "--workdir=runs/smnist-rec40-tclif --config.data.dir=/data/mnist "
+        "--config.optimizer.decay_epochs=(10,) --config.train.num_epochs=25"
+    )
