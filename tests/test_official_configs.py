@@ -192,3 +192,20 @@ def test_bad_option_is_one_clear_error():
         _module("gsc").get_config("settings=table6")
     with pytest.raises(ValueError, match="Unknown schedule 'cosine'; valid: official, paper"):
         _module("shd").get_config("schedule=cosine")
+
+
+@pytest.mark.parametrize(
+    "task,variant", [c for c in _cases(OFFICIAL) if OFFICIAL[c[0]][c[1]].command]
+)
+def test_the_record_agrees_with_its_readme_command(task, variant):
+    row = OFFICIAL[task][variant]
+    words = row.command.split()
+    args = dict(zip(words[2::2], words[3::2]))
+    c = ("--beta_init1", "--beta_init2") if task == "gsc" else ("--beta1", "--beta2")
+    assert (float(args[c[0]]), float(args[c[1]])) == row.init_c
+    assert float(args["--gamma"]) == row.gamma and args["--sg"] == row.surrogate
+    assert (args["--network"] == "fb") == any(row.recurrent)
+    assert float(args.get("--drop", 0.0)) == row.dropout
+    # MNIST's fbMnist builds every neuron with v_threshold=1.0, whatever --threshold says.
+    forced = task in ("smnist", "psmnist") and args["--network"] == "fb"
+    assert row.v_th == (1.0 if forced else float(args["--threshold"]))
