@@ -1,7 +1,7 @@
 """Fields and helpers shared by every task config (not a config itself).
 
 A task config's ``get_config(arg)`` takes a big_vision-style argument: ``"rec"`` or
-``"variant=rec,schedule=official"`` (``parse_arg``), and returns a ConfigDict with concrete
+``"variant=rec,schedule=paper"`` (``parse_arg``), and returns a ConfigDict with concrete
 values, so ``config.json`` records exactly what ran. The ``model`` section's fields come
 from ``tclif_jax.config.config_fields()`` (every ``NetworkConfig`` field and every neuron
 setting); ``None`` there means "the preset's value".
@@ -19,7 +19,7 @@ from tclif_jax.config import config_fields
 
 
 def parse_arg(arg: str | None, **defaults: Any) -> config_dict.ConfigDict:
-    """``"rec"`` or ``"variant=rec,schedule=official"`` -> ConfigDict over ``defaults``.
+    """``"rec"`` or ``"variant=rec,schedule=paper"`` -> ConfigDict over ``defaults``.
 
     A bare first token sets ``variant``; values are parsed as the default's type. A key
     not in ``defaults`` is a ValueError listing the valid ones.
