@@ -228,7 +228,7 @@ _SMNIST_REC = dict(gamma=0.5, init_b=(-0.8, 0.4), init_c=(1.5, -0.5), v_th=1.0)
 _PSMNIST_FF = dict(gamma=0.7, init_b=(-0.5, 0.5), v_th=1.5)
 # Official command: --beta1 -1.4 --beta2 1.4; paper v_th 1.8, the official rec model forces 1.0.
 _PSMNIST_REC = dict(gamma=0.5, init_b=(-0.2, 0.8), init_c=(-1.4, 1.4), v_th=1.0)
-_GSC_FF = dict(gamma=0.6, init_b=(-0.5, 0.5), v_th=1.2)  # the official command: c = (1.4, 1.4)
+_GSC_FF = dict(gamma=0.6, init_b=(-0.5, 0.5), init_c=(1.4, 1.4), v_th=1.2)
 _GSC_REC = dict(gamma=0.7, init_b=(-0.8, 0.8), init_c=(1.4, 1.4), v_th=1.25)
 _AUDIO = dict(gamma=0.5, init_b=(-0.5, 0.5), v_th=1.5)
 

@@ -96,21 +96,22 @@ def test_batch_must_divide_over_devices_and_fit_the_data(toy, tmp_path):
 def test_schedules_are_concrete_values_chosen_by_the_config_argument():
     from experiments.configs import shd
 
-    c = shd.get_config("rec")
+    c = shd.get_config("rec")  # the official command's schedule
+    assert (
+        c.optimizer.learning_rate,
+        c.optimizer.schedule,
+        tuple(c.optimizer.decay_epochs),
+        c.optimizer.decay_factor,
+    ) == (5e-4, "multistep", (40, 80), 0.5)
+    assert (c.train.batch_size, c.train.num_epochs) == (64, 100)
+    c = shd.get_config("variant=rec,schedule=paper")  # the paper's text
     assert (c.optimizer.learning_rate, c.optimizer.schedule, c.optimizer.decay_every) == (
         5e-3,
         "step",
         10,
     )
-    assert (c.train.batch_size, c.train.num_epochs) == (64, 100)
-    c = shd.get_config("variant=rec,schedule=official")
-    assert (
-        c.optimizer.learning_rate,
-        tuple(c.optimizer.decay_epochs),
-        c.optimizer.decay_factor,
-    ) == (5e-4, (40, 80), 0.5)
     assert c.run_name == "shd-rec"
-    with pytest.raises(ValueError, match="paper, official"):
+    with pytest.raises(ValueError, match="official, paper"):
         shd.get_config("variant=rec,schedule=fastest")
     with pytest.raises(ValueError, match="Unknown config argument 'sched'.*variant, schedule"):
         shd.get_config("rec,sched=official")

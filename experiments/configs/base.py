@@ -1,7 +1,7 @@
 """Fields and helpers shared by every task config (not a config itself).
 
 A task config's ``get_config(arg)`` takes a big_vision-style argument: ``"rec"`` or
-``"variant=rec,schedule=official"`` (``parse_arg``), and returns a ConfigDict with concrete
+``"variant=rec,schedule=paper"`` (``parse_arg``), and returns a ConfigDict with concrete
 values, so ``config.json`` records exactly what ran. The ``model`` section's fields come
 from ``tclif_jax.config.config_fields()`` (every ``NetworkConfig`` field and every neuron
 setting); ``None`` there means "the preset's value".
@@ -9,6 +9,7 @@ setting); ``None`` there means "the preset's value".
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from ml_collections import config_dict
@@ -19,7 +20,7 @@ from tclif_jax.execution import Execution
 
 
 def parse_arg(arg: str | None, **defaults: Any) -> config_dict.ConfigDict:
-    """``"rec"`` or ``"variant=rec,schedule=official"`` -> ConfigDict over ``defaults``.
+    """``"rec"`` or ``"variant=rec,schedule=paper"`` -> ConfigDict over ``defaults``.
 
     A bare first token sets ``variant``; values are parsed as the default's type. A key
     not in ``defaults`` is a ValueError listing the valid ones.
@@ -87,6 +88,19 @@ def schedule(
     }
 
 
+def paper_settings(model: config_dict.ConfigDict, **settings: Any) -> None:
+    """Write the paper's neuron settings into a config's ``model`` section.
+
+    ``init_b`` (the paper's (b1, b2)) also sets ``init_c = (logit(-b1), logit(b2))``:
+    a preset's ``init_c`` (an official command's c) would otherwise win over it.
+    """
+    for name, value in settings.items():
+        model[name] = value
+    if "init_b" in settings:
+        b1, b2 = settings["init_b"]
+        model.init_c = (math.log(-b1 / (1 + b1)), math.log(b2 / (1 - b2)))
+
+
 def base_config(
     task: str, preset: str, run_name: str, sched: dict, *, neuron: str = "tclif"
 ) -> config_dict.ConfigDict:
@@ -114,7 +128,8 @@ def base_config(
     config.train.checkpoint_every_steps = 0  # also checkpoint inside epochs (0: epoch ends only)
     config.train.keep_checkpoints = 3
     config.train.skip_nonfinite = False
-    # The official loaders keep each epoch's last partial batch (drop_last=False).
+    # Keep each epoch's last partial batch, as every official loader does (MNIST and GSC:
+    # torch DataLoader without drop_last; SHD/SSC: SpikeIterator's ceil(N / batch) batches).
     config.train.drop_last = False
     config.train.progress = True
 
