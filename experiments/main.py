@@ -437,8 +437,8 @@ def describe_failure(err: BaseException, config, workdir: str) -> Failure | None
             return Failure(
                 "disk full",
                 f"error: the disk holding {workdir} is {what} (writing {where}). Free space "
-                f"there (`df -h {workdir}`) and rerun the same command: it resumes from the "
-                "last complete checkpoint, and removes what the failed save left.",
+                f"there (`df -h {workdir}`) and rerun the same command: a run resumes from its "
+                "last complete checkpoint, and what the failed save left is removed.",
             )
         if code in (errno.ENOTDIR, errno.EEXIST) and not os.path.isdir(where):
             return Failure(
