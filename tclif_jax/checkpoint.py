@@ -18,9 +18,12 @@ a multi-process run calls ``save`` and ``restore`` (orbax coordinates them).
 from __future__ import annotations
 
 import contextlib
+import gc
+import io
 import logging as std_logging
 import os
 import shutil
+import sys
 import time
 from collections.abc import Callable
 from typing import Any
@@ -75,9 +78,7 @@ def _manager(path: str, keep: int | None, *, create: bool) -> ocp.CheckpointMana
 
 
 class _HeldOrbaxLogs(std_logging.Filter):
-    """Holds orbax's log records during a save: replayed if the save succeeds, dropped if
-    it fails (the raised error says what happened; on a full disk orbax's worker threads
-    would each log it with a traceback, 50-500 lines)."""
+    """Collects orbax's (and asyncio's) log records instead of letting them through."""
 
     def __init__(self):
         super().__init__()
@@ -90,20 +91,40 @@ class _HeldOrbaxLogs(std_logging.Filter):
         return True
 
 
+# A failed save waits for orbax's threads to stop printing about it: until nothing new
+# has come for _QUIET_S seconds, at most _STRAGGLERS_S.
+_QUIET_S, _STRAGGLERS_S = 0.5, 5.0
+
+
 @contextlib.contextmanager
-def _orbax_logs_held():
+def _save_output_held():
+    """Holds what a save prints: orbax's log records and text written to ``sys.stderr``
+    (tensorstore callbacks print "Event loop is closed" tracebacks there). Replayed if the
+    save succeeds, dropped if it fails: the raised error says what happened, where on a
+    full disk each of orbax's worker threads would print it again with a traceback
+    (50-500 lines). A failed save first waits until those threads fall silent, so that
+    what they print late is dropped too."""
     loggers = [std_logging.getLogger(n) for n in ("absl", "asyncio")]
-    held = _HeldOrbaxLogs()
+    held, text = _HeldOrbaxLogs(), io.StringIO()
+    stderr, sys.stderr = sys.stderr, text
     for lg in loggers:
         lg.addFilter(held)
     try:
         yield
     except BaseException:
+        deadline, seen = time.monotonic() + _STRAGGLERS_S, None
+        while time.monotonic() < deadline and seen != (len(held.records), text.tell()):
+            seen = (len(held.records), text.tell())
+            time.sleep(_QUIET_S)
+        gc.collect()  # asyncio logs "Task exception was never retrieved" when it collects
         held.records.clear()
+        text = io.StringIO()
         raise
     finally:
+        sys.stderr = stderr
         for lg in loggers:
             lg.removeFilter(held)
+        sys.stderr.write(text.getvalue())
         for record in held.records:
             std_logging.getLogger(record.name).handle(record)
 
@@ -186,7 +207,7 @@ class RunCheckpoints:
         for mngr in managers:
             if mngr.latest_step() == step:  # re-saving the same step (e.g. after max_steps)
                 continue
-            with _orbax_logs_held():
+            with _save_output_held():
                 mngr.save(step, args=args, force=True)
                 mngr.wait_until_finished()
 
