@@ -401,7 +401,8 @@ class _SmallDisk:
         self.monkeypatch = monkeypatch
         if not self.real:
             self.path = tmp_path / "disk"
-            real_save, calls = ckpt_lib.RunCheckpoints.save, []
+            self.real_save = real_save = ckpt_lib.RunCheckpoints.save
+            calls = []
 
             def save(ckpts, step, *args, **kwargs):
                 calls.append(step)
@@ -418,8 +419,8 @@ class _SmallDisk:
     def grow(self):
         if self.real:
             subprocess.run(["mount", "-o", "remount,size=4m", str(self.path)], check=True)
-        else:
-            self.monkeypatch.undo()
+        else:  # not monkeypatch.undo(): that would undo the toy task too
+            self.monkeypatch.setattr(ckpt_lib.RunCheckpoints, "save", self.real_save)
 
 
 def test_a_full_disk_is_one_line_and_the_rerun_removes_the_unfinished_save_and_resumes(
