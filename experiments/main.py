@@ -388,7 +388,7 @@ def _os_error(err: BaseException) -> tuple[int, str] | None:
 
 
 def _out_of_memory(err: BaseException) -> str | None:
-    """ "host" or "device" when ``err`` is running out of that memory, else None."""
+    """Which memory ran out, ``"host"`` or ``"device"``, when ``err`` says so; else None."""
     for e in _chain(err):
         if isinstance(e, MemoryError):
             return "host"

@@ -350,6 +350,19 @@ def test_a_long_message_is_clipped_to_five_lines():
     ]
 
 
+def test_a_half_set_distributed_config_is_one_line_with_its_status(capsys):
+    config = _cue_config()
+    config.distributed.num_processes = 2
+    with pytest.raises(SystemExit) as err:
+        main.initialize_distributed(config)
+    assert err.value.code == main.EXIT["distributed"] == 3
+    assert capsys.readouterr().err == (
+        "error: A multi-process run needs distributed.coordinator_address, "
+        "distributed.process_id too (or --config.distributed.auto=True on a cluster JAX "
+        "detects: Cloud TPU, SLURM).\n"
+    )
+
+
 def test_the_exit_status_table_is_in_the_docstring_and_has_one_status_per_kind():
     assert main.exit_status_table() in main.__doc__
     statuses = [status for status, _, _ in main.EXIT_STATUS]
