@@ -8,16 +8,22 @@ epoch, step, running sums, metric history, the run's result-changing settings,
 
 A checkpoint that cannot be read is moved aside to ``checkpoints/corrupt/`` (never
 deleted) with a one-line warning, and the run resumes from the newest intact one; only
-when none is intact does the run stop, with a short ``CheckpointError``. Every process of
+when none is intact does the run stop, with a short ``CheckpointError``. The temporary
+folders of a save that never finished (a full disk, a kill) are removed, with a warning,
+when the run is next opened. A failed save raises its error without orbax's own logs of
+it. Every process of
 a multi-process run calls ``save`` and ``restore`` (orbax coordinates them).
 """
 
 from __future__ import annotations
 
 import contextlib
+import gc
+import io
 import logging as std_logging
 import os
 import shutil
+import sys
 import time
 from collections.abc import Callable
 from typing import Any
@@ -31,6 +37,7 @@ __all__ = [
     "RunCheckpoints",
     "PARAM_LAYOUT",
     "check_layout",
+    "remove_unfinished",
     "latest_meta",
     "abstract_like",
 ]
@@ -58,13 +65,93 @@ def _quiet_orbax():
             lg.setLevel(level)
 
 
-def _manager(path: str, keep: int, *, create: bool) -> ocp.CheckpointManager:
+def _manager(path: str, keep: int | None, *, create: bool) -> ocp.CheckpointManager:
+    # Reading only (create=False) still opens a writable manager: orbax warns "Given
+    # directory is read only" for every read_only one, a false alarm on each resume. Nothing
+    # is written unless save() is called (no root metadata, no cleanup, no deletion).
     return ocp.CheckpointManager(
         path,
         options=ocp.CheckpointManagerOptions(
-            max_to_keep=keep, create=create, enable_async_checkpointing=False, read_only=not create
+            max_to_keep=keep, create=create, enable_async_checkpointing=False
         ),
     )
+
+
+class _HeldOrbaxLogs(std_logging.Filter):
+    """Collects orbax's (and asyncio's) log records instead of letting them through."""
+
+    def __init__(self):
+        super().__init__()
+        self.records: list[std_logging.LogRecord] = []
+
+    def filter(self, record):
+        if "orbax" in record.pathname or record.name == "asyncio":
+            self.records.append(record)
+            return False
+        return True
+
+
+# A failed save waits for orbax's threads to stop printing about it: until nothing new
+# has come for _QUIET_S seconds, at most _STRAGGLERS_S.
+_QUIET_S, _STRAGGLERS_S = 0.5, 5.0
+
+
+@contextlib.contextmanager
+def _save_output_held():
+    """Holds what a save prints: orbax's log records and text written to ``sys.stderr``
+    (tensorstore callbacks print "Event loop is closed" tracebacks there). Replayed if the
+    save succeeds, dropped if it fails: the raised error says what happened, where on a
+    full disk each of orbax's worker threads would print it again with a traceback
+    (50-500 lines). A failed save first waits until those threads fall silent, so that
+    what they print late is dropped too."""
+    loggers = [std_logging.getLogger(n) for n in ("absl", "asyncio")]
+    held, text = _HeldOrbaxLogs(), io.StringIO()
+    stderr, sys.stderr = sys.stderr, text
+    for lg in loggers:
+        lg.addFilter(held)
+    try:
+        yield
+    except BaseException:
+        deadline, seen = time.monotonic() + _STRAGGLERS_S, None
+        while time.monotonic() < deadline and seen != (len(held.records), text.tell()):
+            seen = (len(held.records), text.tell())
+            time.sleep(_QUIET_S)
+        gc.collect()  # asyncio logs "Task exception was never retrieved" when it collects
+        held.records.clear()
+        text = io.StringIO()
+        raise
+    finally:
+        sys.stderr = stderr
+        for lg in loggers:
+            lg.removeFilter(held)
+        sys.stderr.write(text.getvalue())
+        for record in held.records:
+            std_logging.getLogger(record.name).handle(record)
+
+
+TMP_MARK = ".orbax-checkpoint-tmp"
+
+
+def remove_unfinished(root: str) -> list[str]:
+    """Delete the temporary folders of saves that never finished under ``root`` (a
+    ``checkpoints`` folder): orbax writes a step as ``<step>.orbax-checkpoint-tmp...`` and
+    renames it when complete, so such a folder is only ever the remains of a failed save
+    (a full disk, a kill). Call while holding the work directory's lock. Returns the
+    paths removed, each logged."""
+    removed = []
+    for sub in ("last", "best"):
+        folder = os.path.join(root, sub)
+        if not os.path.isdir(folder):
+            continue
+        for name in sorted(os.listdir(folder)):
+            if TMP_MARK in name:
+                path = os.path.join(folder, name)
+                shutil.rmtree(path, ignore_errors=True)
+                logging.warning(
+                    "Removed %s, the remains of a checkpoint save that did not finish.", path
+                )
+                removed.append(path)
+    return removed
 
 
 def check_layout(path: str, meta: dict) -> None:
@@ -88,7 +175,7 @@ def latest_meta(workdir: str) -> tuple[str, dict] | None:
     path = os.path.join(os.path.abspath(workdir), "checkpoints", "last")
     if not os.path.isdir(path):
         return None
-    mngr = _manager(path, 1, create=False)
+    mngr = _manager(path, None, create=False)
     for step in sorted(mngr.all_steps(), reverse=True):
         try:
             with _quiet_orbax():
@@ -105,6 +192,8 @@ class RunCheckpoints:
     def __init__(self, workdir: str, keep: int = 3):
         self.root = os.path.join(os.path.abspath(workdir), "checkpoints")
         self.keep = keep
+        if jax.process_index() == 0:
+            remove_unfinished(self.root)
         self.last = _manager(os.path.join(self.root, "last"), keep, create=True)
         self.best = _manager(os.path.join(self.root, "best"), 1, create=True)
 
@@ -118,8 +207,9 @@ class RunCheckpoints:
         for mngr in managers:
             if mngr.latest_step() == step:  # re-saving the same step (e.g. after max_steps)
                 continue
-            mngr.save(step, args=args, force=True)
-            mngr.wait_until_finished()
+            with _save_output_held():
+                mngr.save(step, args=args, force=True)
+                mngr.wait_until_finished()
 
     def _move_aside(self, step: int, why: str) -> str:
         src = os.path.join(str(self.last.directory), str(step))

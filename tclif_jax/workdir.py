@@ -1,10 +1,11 @@
 """What keeps a run's work directory whole: an exclusive lock, atomic writes, and the
 comparison that refuses to resume a run under settings that change its result.
 
-* ``WorkdirLock``: ``<workdir>/.lock`` (JSON: pid, host, start time), taken with
-  ``O_CREAT | O_EXCL`` before anything else is written. A second run on the same folder
-  fails at once naming the holder; a lock left by a dead process on the same host is taken
-  over with a warning.
+* ``WorkdirLock``: ``<workdir>/.lock`` (JSON: pid, host, start time), written whole to a
+  temporary file and linked into place before anything else is written. A second run on
+  the same folder fails at once naming the holder and how to check it; a lock no live run
+  holds (its process is gone, or the file is empty or garbage) is taken over with a
+  warning, so a folder is never stranded.
 * ``atomic_write``: write a temporary file beside the target, fsync, rename: a kill during
   a write leaves the old file or the new one, never an empty or partial one.
 * ``result_settings`` / ``compare_settings``: the flattened config fields that change what
@@ -14,9 +15,11 @@ comparison that refuses to resume a run under settings that change its result.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import socket
+import sys
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -35,7 +38,8 @@ __all__ = [
 
 
 class RunLockedError(RuntimeError):
-    """Another live run holds the work directory."""
+    """Another live run holds the work directory; the message says how to check it and
+    when the lock file may be deleted."""
 
 
 def _alive(pid: int) -> bool:
@@ -45,68 +49,183 @@ def _alive(pid: int) -> bool:
         return False
     except PermissionError:  # exists, owned by someone else
         return True
+    except OverflowError:  # not a possible process id
+        return False
     return True
 
 
+def _process_start(pid: int) -> int | None:
+    """When process ``pid`` started, in clock ticks since boot (Linux ``/proc``); None
+    where that cannot be read. With the pid it names one process for good: a pid reused
+    by a later process has a later start."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            stat = f.read()
+        # Field 2, the command name, may hold spaces and ')': count from the last ')'.
+        return int(stat.rsplit(")", 1)[1].split()[19])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def _command_of(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f.read().replace(b"\0", b" ").decode(errors="replace").strip()[:120]
+    except OSError:
+        return ""
+
+
+def _when(seconds) -> str:
+    if not isinstance(seconds, (int, float)):
+        return "at an unknown time"
+    return time.strftime("at %Y-%m-%d %H:%M:%S", time.localtime(seconds))
+
+
 class WorkdirLock:
-    """An exclusive lock on a work directory, held from ``acquire`` to ``release``."""
+    """An exclusive lock on a work directory, held from ``acquire`` to ``release``.
+
+    The lock file ``<workdir>/.lock`` appears whole or not at all: its record (pid, host,
+    start time, the process's own start tick, the command) is written to a temporary file
+    that is then hard-linked into place, which fails if a lock exists. A lock whose
+    holder is gone is taken over with a warning naming what was found: a dead process on
+    this host, a pid now reused by another process, or a file that is empty or holds no
+    record (no live run ever leaves one). A live holder, here or on another host, is a
+    ``RunLockedError`` naming it, the command that checks it, and when the file is safe
+    to delete.
+    """
 
     def __init__(self, workdir: str):
         self.path = os.path.join(os.path.abspath(workdir), ".lock")
         self.held = False
+        self._record: dict[str, Any] = {}
 
-    def _holder(self) -> dict[str, Any]:
+    def _read(self) -> bytes | None:
+        """The lock file's bytes; None when there is none."""
         try:
-            with open(self.path) as f:
-                return json.load(f)
-        except (OSError, ValueError):
-            return {}
+            with open(self.path, "rb") as f:
+                return f.read()
+        except FileNotFoundError:
+            return None
+        except IsADirectoryError:
+            raise RunLockedError(
+                f"{self.path} is a folder, not a lock file; remove or rename it and rerun."
+            ) from None
+        except OSError as err:  # unreadable: no run's record can be checked
+            return f"<unreadable: {err.strerror or err}>".encode()
+
+    def _stale_because(self, content: bytes) -> str:
+        """Why the lock holding ``content`` is stale; raises ``RunLockedError`` when its
+        holder may be alive."""
+        shown = content[:80].decode(errors="replace")
+        if not content.strip():
+            return "the lock file is empty (a run stopped while creating it, e.g. on a full disk)"
+        try:
+            holder = json.loads(content)
+        except ValueError:
+            holder = None
+        if not (
+            isinstance(holder, dict)
+            and isinstance(holder.get("pid"), int)
+            and isinstance(holder.get("host"), str)
+        ):
+            return f"the lock file holds no run's record (found {shown!r})"
+        pid, host = holder["pid"], holder["host"]
+        when, folder = _when(holder.get("started")), os.path.dirname(self.path)
+        if host == socket.gethostname():
+            if not _alive(pid):
+                return f"process {pid} on {host}, which took it {when}, is no longer running"
+            recorded, now = holder.get("pid_start"), _process_start(pid)
+            if isinstance(recorded, int) and now is not None and now != recorded:
+                return (
+                    f"process {pid}, which took it {when}, is gone; the pid now belongs to "
+                    f"another process ({_command_of(pid) or 'unknown command'})"
+                )
+            running = _command_of(pid)
+            raise RunLockedError(
+                f"{folder} is in use by another run: process {pid} on this host ({host}), "
+                f"which took it {when}"
+                + (f", now running `{running}`" if running else "")
+                + f". Check it with `ps -p {pid} -o pid,lstart,args`. If it is a run on this "
+                f"folder, wait for it, stop it (`kill {pid}` makes a run checkpoint and exit), or use "
+                f"another --workdir. If it is not, the lock is stale: delete {self.path} and "
+                "rerun."
+            )
+        raise RunLockedError(
+            f"{folder} is in use by another run: process {pid} on host {host}, which took it "
+            f"{when}. Check it there with `ps -p {pid} -o pid,lstart,args`. While it runs, "
+            "wait for it, stop it, or use another --workdir. Once it is gone (or that host is "
+            f"down), the lock is stale: delete {self.path} and rerun."
+        )
+
+    def _link(self, tmp: str) -> bool:
+        """Put ``tmp`` in place as the lock unless one exists; whether it was put."""
+        try:
+            os.link(tmp, self.path)
+            return True
+        except FileExistsError:
+            return False
+        except OSError as err:
+            if err.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV):
+                raise
+        # No hard links on this file system: an exclusive create, written at once.
+        try:
+            fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            return False
+        with os.fdopen(fd, "w") as f:
+            json.dump(self._record, f)
+        return True
 
     def acquire(self) -> None:
-        """Take the lock or raise ``RunLockedError`` naming its holder."""
+        """Take the lock or raise ``RunLockedError`` naming its holder. Creates the work
+        directory; ``OSError`` (full disk, read-only folder, a file in the way) leaves no
+        lock file behind."""
         os.makedirs(os.path.dirname(self.path), exist_ok=True)
-        me = {"pid": os.getpid(), "host": socket.gethostname(), "started": time.time()}
-        for _ in range(3):
-            try:
-                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-            except FileExistsError:
-                holder = self._holder()
-                pid, host = holder.get("pid"), holder.get("host")
-                if host == me["host"] and isinstance(pid, int) and not _alive(pid):
-                    logging.warning(
-                        "Taking over the lock %s left by process %d on %s, which is no longer "
-                        "running (a killed run).",
-                        self.path,
-                        pid,
-                        host,
-                    )
-                    with contextlib.suppress(FileNotFoundError):
-                        os.remove(self.path)
-                    continue
-                if not holder:  # being written right now; look again
-                    time.sleep(0.1)
-                    continue
-                started = time.strftime(
-                    "%Y-%m-%d %H:%M:%S", time.localtime(holder.get("started", 0))
-                )
-                raise RunLockedError(
-                    f"{os.path.dirname(self.path)} is in use by another run: process {pid} on "
-                    f"{host}, started {started}. Wait for it to finish, stop it, or use another "
-                    f"--workdir. (If that process is gone and ran on another host, delete "
-                    f"{self.path}.)"
-                ) from None
-            with os.fdopen(fd, "w") as f:
-                json.dump(me, f)
+        self._record = {
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+            "started": time.time(),
+            "pid_start": _process_start(os.getpid()),
+            "command": " ".join(sys.argv)[:300],
+        }
+        tmp = f"{self.path}.tmp-{os.getpid()}"
+        try:
+            with open(tmp, "w") as f:
+                json.dump(self._record, f)
                 f.flush()
                 os.fsync(f.fileno())
-            self.held = True
-            return
-        raise RunLockedError(f"Could not take the lock {self.path}; try again.")
+            for _ in range(3):
+                if self._link(tmp):
+                    self.held = True
+                    return
+                content = self._read()
+                if content is None:  # released meanwhile
+                    continue
+                why = self._stale_because(content)
+                logging.warning("Taking over the stale lock %s: %s.", self.path, why)
+                if self._read() == content:  # not replaced by a run starting meanwhile
+                    with contextlib.suppress(FileNotFoundError):
+                        os.remove(self.path)
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(tmp)
+        raise RunLockedError(
+            f"Could not take the lock {self.path}: it changed three times while being taken "
+            "(several runs starting on this folder at once?). Start one run per --workdir; "
+            f"if none is running, delete {self.path} and rerun."
+        )
 
     def release(self) -> None:
+        """Remove the lock file if it still holds this lock's record."""
         if self.held:
-            with contextlib.suppress(FileNotFoundError):
-                os.remove(self.path)
+            content = self._read()
+            try:
+                ours = content is not None and json.loads(content) == self._record
+            except ValueError:
+                ours = False
+            if ours:
+                with contextlib.suppress(FileNotFoundError):
+                    os.remove(self.path)
             self.held = False
 
     def __enter__(self) -> WorkdirLock:

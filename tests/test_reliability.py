@@ -20,7 +20,7 @@ import optax
 import pytest
 
 from experiments.configs import digits, smnist
-from experiments.main import default_workdir
+from experiments.main import EXIT, default_workdir
 from tclif_jax import from_preset
 from tclif_jax import train as train_lib
 from tclif_jax.checkpoint import CheckpointError
@@ -221,7 +221,7 @@ def test_the_cli_answers_bad_fields_in_one_line(tmp_path, cli):
     assert res.returncode != 0 and "Traceback" not in res.stderr
     assert "unknown config field 'train.foo'" in res.stderr and "batch_size" in res.stderr
     res = cli(*base, "--config.train.batch_size=-8")
-    assert res.returncode == 1 and "Traceback" not in res.stderr
+    assert res.returncode == EXIT["config"] == 2 and "Traceback" not in res.stderr
     assert (
         res.stderr.strip()
         .splitlines()[-1]
