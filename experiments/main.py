@@ -26,7 +26,6 @@ from __future__ import annotations
 import errno
 import importlib.util
 import logging as std_logging
-import math
 import os
 import re
 import sys
@@ -274,48 +273,6 @@ def default_workdir(config) -> str:
 # ----------------------------------------------------------------------------- checks first
 
 
-def _check_finite(config) -> None:
-    """Every float in the config is finite (a NaN neuron setting would run and give NaN
-    membranes, no spikes, and plausible-looking logits)."""
-    from tclif_jax.train import ConfigError
-    from tclif_jax.workdir import flatten
-
-    for name, value in flatten(config).items():
-        values = value if isinstance(value, list) else [value]
-        if any(isinstance(v, float) and not math.isfinite(v) for v in values):
-            shown = tuple(value) if isinstance(value, list) else value
-            raise ConfigError(f"config field {name}={shown!r} is not valid: a finite number.")
-
-
-def _check_data(task: str, data: dict) -> None:
-    """The ``data.*`` fields, checked without loading any data."""
-    from tclif_jax import data as data_lib
-
-    check = getattr(data_lib, "check_config", None)
-    if check is not None:
-        check(task, data)
-        return
-    # Shim until tclif_jax.data.check_config exists: the generated task's own check.
-    if task == "delayed_cue":
-        from tclif_jax.data import synthetic
-
-        fields = ("delay", "num_classes", "cue_steps", "go_steps", "num_channels", "noise")
-        synthetic.delayed_cue(0, **{k: data[k] for k in fields})
-        for name in ("num_train", "num_test"):
-            if not isinstance(data[name], int) or data[name] < 1:
-                raise ValueError(f"data.{name}={data[name]!r} is not valid: an integer >= 1.")
-
-
-def train_size(task: str, data: dict) -> tuple[int, str] | None:
-    """``(n, field)``: at most how many training examples ``data`` gives, known without
-    loading it, and the field that sets that number; None when only the data knows."""
-    limit = int(data.get("train_limit") or 0)
-    if task == "delayed_cue":
-        n, field = int(data["num_train"]), "data.num_train"
-        return (limit, "data.train_limit") if 0 < limit < n else (n, field)
-    return (limit, "data.train_limit") if limit else None
-
-
 def _check_workdir(workdir: str) -> None:
     """``workdir`` is a folder, or can be created as one, and is writable: else the
     ``OSError`` that creating or writing it would raise, raised now."""
@@ -335,20 +292,15 @@ def _check_workdir(workdir: str) -> None:
 
 def preflight(config, task: str, workdir: str) -> None:
     """Every check that needs no data and writes nothing, before the work directory is
-    created: the config's fields (``tclif_jax.train.validate_config``, which also builds
-    the network and so checks the neuron settings), finite numbers everywhere, the data
-    fields, the batch against the training examples, and the work directory. Raises
+    created: the config's fields (``tclif_jax.train.validate_config``: finite numbers
+    everywhere, the data fields, and the network, so the neuron settings), the batch
+    against the training examples, and the work directory. Raises
     ``ConfigError`` naming the field, or the ``OSError`` the work directory would give."""
+    from tclif_jax.task_config import train_size
     from tclif_jax.train import ConfigError, validate_config
 
-    validate_config(config)
-    _check_finite(config)
-    data = {k: v for k, v in config.data.items() if k != "on_device"}
-    try:
-        _check_data(task, data)
-    except (ValueError, TypeError) as err:
-        raise ConfigError(f"config field data.*: {err}") from None
-    bound = train_size(task, data)
+    validate_config(config)  # every field, data.* and neuron settings included
+    bound = train_size(task, config.data)
     batch = config.train.batch_size
     if bound is not None and bound[0] < batch:
         n, field = bound

@@ -30,6 +30,7 @@ __all__ = [
     "build_model",
     "check_optimizer",
     "make_optimizer",
+    "train_size",
 ]
 
 SCHEDULES = ("multistep", "step", "constant")
@@ -131,10 +132,37 @@ def make_optimizer(opt: ml_collections.ConfigDict, steps_per_epoch: int, num_epo
     return tx, schedule
 
 
+def train_size(task: str, data) -> tuple[int, str] | None:
+    """``(n, field)``: at most how many training examples the ``data`` section gives, known
+    without loading it, and the field that sets that number (``data.num_train`` for the
+    generated delayed-cue task, else ``data.train_limit``); None when only the data knows."""
+    limit = int(data.get("train_limit") or 0)
+    if task == "delayed_cue":
+        n, field = int(data["num_train"]), "data.num_train"
+        return (limit, "data.train_limit") if 0 < limit < n else (n, field)
+    return (limit, "data.train_limit") if limit else None
+
+
+def _check_finite(config: ml_collections.ConfigDict) -> None:
+    # A NaN neuron setting would run and give NaN membranes, no spikes and plausible logits.
+    def walk(node, prefix):
+        for key, value in node.items():
+            name = f"{prefix}{key}"
+            if isinstance(value, (ml_collections.ConfigDict, dict)):
+                walk(value, name + ".")
+                continue
+            values = value if isinstance(value, (list, tuple)) else [value]
+            if any(isinstance(v, float) and not math.isfinite(v) for v in values):
+                raise _bad(name, value, "a finite number")
+
+    walk(config, "")
+
+
 def validate_config(config: ml_collections.ConfigDict) -> None:
     """Check every field before any work; raise ``ConfigError`` naming the first bad one."""
     if config.task not in data_lib.DATASETS:
         raise _bad("task", config.task, f"one of {', '.join(data_lib.DATASETS)}")
+    _check_finite(config)
     if not _is_int(config.seed) or config.seed < 0:
         raise _bad("seed", config.seed, "an integer >= 0")
     n_dev = jax.device_count()
@@ -167,10 +195,10 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
     if not isinstance(tc.get("drop_last", False), bool):
         raise _bad("train.drop_last", tc.drop_last, "True or False")
     check_optimizer(config.optimizer)
-    for name in ("train_limit", "test_limit"):
-        value = config.data.get(name, 0)
-        if not _is_int(value) or value < 0:
-            raise _bad(f"data.{name}", value, "an integer >= 0 (0 = all)")
+    try:  # every data.* field, without loading any data
+        data_lib.check_config(config.task, config.data)
+    except (ValueError, TypeError) as err:
+        raise ConfigError(f"config field data.*: {err}") from None
     try:
         execution(config)
     except ValueError as err:

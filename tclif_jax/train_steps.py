@@ -76,16 +76,25 @@ def make_train_step(
         )
         updates, new_opt_state = tx.update(grads, opt_state, params)
         new_params = optax.apply_updates(params, updates)
+        # What a non-finite step is checked for, so that its error can name the cause.
+        checks = {
+            "inputs_finite": jnp.all(jnp.isfinite(x)),
+            "labels_in_range": jnp.all((y >= 0) & (y < config.num_classes)),
+            "params_finite": _all_finite(params),
+        }
         finite = (
             jnp.isfinite(loss)
-            & jnp.all(jnp.isfinite(x))
+            & checks["inputs_finite"]
+            & checks["labels_in_range"]
             & _all_finite(grads)
             & _all_finite(new_params)
         )
         keep = lambda new, old: jnp.where(finite, new, old)  # noqa: E731
         new_params = jax.tree.map(keep, new_params, params)
         new_opt_state = jax.tree.map(keep, new_opt_state, opt_state)
-        metrics = dict(metrics, loss=loss, finite=finite, grad_norm=optax.tree.norm(grads))
+        metrics = dict(
+            metrics, **checks, loss=loss, finite=finite, grad_norm=optax.tree.norm(grads)
+        )
         return new_params, new_opt_state, metrics
 
     if not jit:

@@ -84,7 +84,11 @@ def test_preset_neuron_settings_follow_the_reference():
     assert (n.gamma, n.v_th, n.init_b) == (0.7, 1.25, (-0.8, 0.8))
     # the official commands' c: GSC rec --beta_init1 1.4 --beta_init2 1.4, PS-MNIST rec
     # --beta1 -1.4 --beta2 1.4 (b = (-0.802, 0.802) and (-0.198, 0.802))
-    for name, c in (("gsc-ff", (1.4, 1.4)), ("gsc-rec", (1.4, 1.4)), ("psmnist-rec-64", (-1.4, 1.4))):
+    for name, c in (
+        ("gsc-ff", (1.4, 1.4)),
+        ("gsc-rec", (1.4, 1.4)),
+        ("psmnist-rec-64", (-1.4, 1.4)),
+    ):
         for layer in from_preset(name).layers:
             np.testing.assert_allclose(np.asarray(layer.neuron_params["c"][...]), c, rtol=1e-7)
     np.testing.assert_allclose(

@@ -152,15 +152,45 @@ def test_a_non_finite_update_is_never_applied_nor_checkpointed(toy, tmp_path, mo
     monkeypatch.setattr(
         train_lib, "make_optimizer", lambda opt, *a: (optax.sgd(float("nan")), real(opt, *a)[1])
     )
-    with pytest.raises(train_lib.NonFiniteLossError, match="step 0"):
+    with pytest.raises(
+        train_lib.NonFiniteLossError,
+        match=r"^Non-finite loss or gradient at step 0 \(epoch 1\), although the batch's "
+        "inputs were finite, its labels in range and the parameters finite: training diverged",
+    ):
         train_lib.train_and_evaluate(toy.config(checkpoint_every_steps=1), str(tmp_path))
     assert not os.listdir(tmp_path / "checkpoints" / "last")
 
 
 def test_a_nan_input_batch_is_caught_by_the_step(toy, tmp_path):
     toy.nan = True
-    with pytest.raises(train_lib.NonFiniteLossError, match=r"step 0 .*skip_nonfinite"):
+    with pytest.raises(
+        train_lib.NonFiniteLossError,
+        match=r"^The batch at step 0 \(epoch 1\) holds non-finite inputs .*skip_nonfinite",
+    ):
         train_lib.train_and_evaluate(toy.config(), str(tmp_path))
+
+
+def test_labels_outside_the_classes_are_named_not_blamed_on_the_learning_rate(
+    toy, tmp_path, monkeypatch
+):
+    # The loaders refuse such labels at load time; a dataset built by hand meets the step.
+    from tclif_jax.data import SequenceDataset
+
+    from conftest import toy_splits
+
+    splits = toy_splits()
+    splits["train"][1][5] = 200
+    monkeypatch.setattr(
+        train_lib.data_lib,
+        "load_dataset",
+        lambda *a, **k: SequenceDataset(name="toy", splits=splits, num_classes=4),
+    )
+    with pytest.raises(
+        train_lib.NonFiniteLossError,
+        match=r"^The batch at step \d+ \(epoch 1\) holds labels outside",
+    ) as err:
+        train_lib.train_and_evaluate(toy.config(), str(tmp_path))
+    assert "learning_rate" not in str(err.value)
 
 
 # ----------------------------------------------------------------------------- 5. bad values
