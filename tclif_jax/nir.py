@@ -317,11 +317,18 @@ def to_nir(model, dt: float = 1.0) -> nir.NIRGraph:
         "readout": "logits = the output summed over time"
         if net["readout"] == "sum"
         else str(net["readout"]),
-        "tclif_jax": json.dumps(record),
+        "tclif_jax": json.dumps(record, default=_json_value),
     }
     # Forward edges first: importers that walk the first edge out of each node (spyx)
     # then follow the layers, not a reset loop.
     return nir.NIRGraph(nodes=nodes, edges=forward + back, metadata=metadata)
+
+
+def _json_value(value):
+    # numpy scalars and arrays given as settings (e.g. v_th=np.float32(1.0))
+    if isinstance(value, (np.ndarray, np.generic)):
+        return value.tolist()
+    raise TypeError(f"Setting {value!r} of type {type(value).__name__} has no JSON form.")
 
 
 def _chain(edges, entry, spike):
