@@ -159,7 +159,7 @@ def run_nir(graph, x, dt):
             now[k] = y
         prev = now
         for k, v in now.items():
-            hist[k].append(np.broadcast_to(v, np.shape(now[order[-1]])[:1] + np.shape(v)[-1:]))
+            hist[k].append(v)
     return {k: np.stack(v, 1) for k, v in hist.items()}
 
 
@@ -343,6 +343,24 @@ def test_refusals_name_the_reason(name, settings):
             "layer 0: NIR cannot express LIF with reset='hard' and reset_order='paper': "
             "U = beta U - U S + I subtracts the potential times the spike"
         )
+
+
+def test_not_exported_yet_and_bad_input():
+    model = from_config(NetworkConfig(F, (4,), 2, "two_compartment"))
+    with pytest.raises(ValueError) as err:
+        to_nir(model)
+    assert str(err.value) == (
+        "layer 0: neuron 'two_compartment' has no NIR export; exportable: lif, plif, tclif."
+    )
+    with pytest.raises(ValueError, match=r"^to_nir takes a SpikingNetwork, a SpikingDense or a "):
+        to_nir([1, 2])
+
+
+def test_imports_the_nir_package_not_itself():
+    import tclif_jax.nir as ours
+
+    assert ours.nir is nir
+    assert ours.__file__ != nir.__file__ and hasattr(nir, "NIRGraph")
 
 
 def test_from_nir_errors():
