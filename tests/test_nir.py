@@ -386,6 +386,55 @@ def test_from_nir_errors():
         to_nir(_net("lif", {}), dt=0.0)
 
 
+# ----------------------------------------------------------------------------- nirtorch
+
+
+@pytest.mark.parametrize("order", ["official", "paper"])
+def test_nirtorch_interpreter_runs_tclif_exactly(order):
+    # nirtorch's generic interpreter, given one plain module per NIR primitive, runs the
+    # TC-LIF graph under the same convention (a back-edge carries the previous step).
+    torch = pytest.importorskip("torch")
+    nirtorch = pytest.importorskip("nirtorch")
+
+    def tensor(a):
+        return torch.tensor(np.array(a, np.float64))
+
+    class Integrator(torch.nn.Module):
+        def __init__(self, gain):
+            super().__init__()
+            self.gain = tensor(gain)
+
+        def forward(self, x, state=None):
+            v = (0.0 if state is None else state) + self.gain * x
+            return v, v
+
+    class Op(torch.nn.Module):
+        def __init__(self, kind, a, b=0.0):
+            super().__init__()
+            self.kind, self.a, self.b = kind, tensor(a), tensor(b)
+
+        def forward(self, x):
+            if self.kind == "affine":
+                return x @ self.a.T + self.b
+            if self.kind == "scale":
+                return x * self.a
+            return (x > self.a).double()  # threshold
+
+    dt = 0.5
+    node_map = {
+        nir.I: lambda n: Integrator(dt * n.r),
+        nir.Scale: lambda n: Op("scale", n.scale),
+        nir.Threshold: lambda n: Op("threshold", n.threshold),
+        nir.Affine: lambda n: Op("affine", n.weight, n.bias),
+        nir.Linear: lambda n: Op("affine", n.weight),
+    }
+    model = _net("tclif", dict(reset_order=order), recurrent=(True, False))
+    x = _inputs()
+    net = nirtorch.nir_to_torch(to_nir(model, dt=dt), node_map, dtype=torch.float64)
+    out = _torch_run(net, x.astype(np.float64))
+    np.testing.assert_allclose(out.sum(1), np.asarray(model(x)), rtol=0, atol=1e-4)
+
+
 # ----------------------------------------------------------------------------- snnTorch
 
 
