@@ -23,7 +23,9 @@ What each neuron becomes (``n`` neurons, decay beta):
 * TC-LIF: two ``I(r = 1/dt)`` nodes, dendrite -> ``Scale(b2)`` -> soma -> ``Threshold``,
   and the back-edges soma -> ``Scale(b1)`` -> dendrite, ``Threshold -> Scale(-gamma')
   -> dendrite`` and ``Threshold -> Scale(-v_th) -> soma``; gamma' = gamma (paper order)
-  or gamma + b1 v_th (official order, whose dendrite reads the soma after its reset).
+  or gamma + b1 v_th (official order, whose dendrite reads the soma after its reset);
+* the generalised two-compartment neuron (Eq. 7-9, fixed decays a1, a2, free b1, b2):
+  the same graph, with ``LI(tau = dt / (1 - a))`` for a compartment whose decay is below 1.
 
 Our neurons fire at ``U >= v_th`` (``Surrogate.fires_at_zero``); NIR fires at
 ``v > threshold``, so the exported threshold is the largest float32 below ``v_th``
@@ -71,7 +73,7 @@ from tclif_jax.surrogate import Surrogate
 __all__ = ["to_nir", "from_nir", "EXPORTABLE", "REFUSED", "FORMAT"]
 
 FORMAT = "tclif_jax.nir/1"
-EXPORTABLE = ("lif", "plif", "tclif")
+EXPORTABLE = ("lif", "plif", "tclif", "two_compartment")
 # Why NIR cannot express these: each multiplies two state variables (NIR's nodes are
 # linear maps, leaky integrators and thresholds; its LIF resets to a constant).
 REFUSED = {
@@ -139,20 +141,32 @@ def _dynamics(neuron: Neuron, nparams: dict, n: int, dt: float, where: str):
             return "lif", common
         k = decay if neuron.reset_order == "official" else 1.0
         return "li", common | {"reset": full(-k * neuron.v_th)}
-    if name == "tclif":
-        b1, b2 = (np.asarray(b) for b in coupling(jnp.asarray(nparams["c"], jnp.float32)))
+    if name in ("tclif", "two_compartment"):
+        if name == "tclif":
+            b1, b2 = (np.asarray(b) for b in coupling(jnp.asarray(nparams["c"], jnp.float32)))
+            decays = (1.0, 1.0)
+            official = neuron.reset_order == "official"
+        else:
+            b1, b2 = nparams["b"][..., 0], nparams["b"][..., 1]
+            decays, official = tuple(float(a) for a in neuron.decay), False
         b1, b2 = full(b1), full(b2)
-        gamma = neuron.gamma + (
-            b1.astype(_F64) * neuron.v_th if neuron.reset_order == "official" else 0.0
-        )
-        return "tc", dict(
-            r=full(1.0 / dt, _F64),
+        gamma = neuron.gamma + (b1.astype(_F64) * neuron.v_th if official else 0.0)
+        values = dict(
             b1=b1,
             b2=b2,
             threshold=theta,
             reset_dendrite=full(-gamma),
             reset_soma=full(-neuron.v_th),
         )
+        for part, a in zip(("dendrite", "soma"), decays):
+            if a == 1.0:  # an integrator: I(r = 1/dt)
+                tau = np.inf
+            else:
+                _check_decay(a, f"{where} ({part})")
+                tau = dt / (1.0 - a)
+            values[f"tau_{part}"] = full(tau, _F64)
+            values[f"r_{part}"] = full(1.0 / dt if a == 1.0 else tau / dt, _F64)
+        return "tc", values
     raise ValueError(
         f"{where}: neuron {name!r} has no NIR export; exportable: {', '.join(EXPORTABLE)}."
     )
@@ -179,10 +193,15 @@ def _block_nodes(kind: str, values: dict, n: int, p: str):
         }
         edges = [(f"{p}.li", f"{p}.spike"), (f"{p}.spike", f"{p}.reset"), (f"{p}.reset", f"{p}.li")]
         return nodes, f"{p}.li", f"{p}.spike", edges
+
+    def compartment(part):  # I for TC-LIF, LI for a leaky compartment
+        tau, r = values[f"tau_{part}"], values[f"r_{part}"]
+        return nir.I(r=r) if np.all(np.isinf(tau)) else nir.LI(tau=tau, r=r, v_leak=zeros.copy())
+
     nodes = {
-        f"{p}.dendrite": nir.I(r=values["r"]),
+        f"{p}.dendrite": compartment("dendrite"),
         f"{p}.b2": nir.Scale(scale=values["b2"]),
-        f"{p}.soma": nir.I(r=values["r"].copy()),
+        f"{p}.soma": compartment("soma"),
         f"{p}.spike": nir.Threshold(threshold=values["threshold"]),
         f"{p}.b1": nir.Scale(scale=values["b1"]),
         f"{p}.reset_dendrite": nir.Scale(scale=values["reset_dendrite"]),
@@ -413,7 +432,7 @@ def _block(x: str, n: int, nodes, succ, pred) -> dict[str, Any]:
         vals = {"tau": full(node.tau), "r": full(node.r), "threshold": full(node.v_threshold)}
         recs = feeders(x, x, dense)
         edges = []
-    elif isinstance(node, nir.LI):
+    elif isinstance(node, nir.LI) and not any(isinstance(nodes[s], nir.Scale) for s in succ[x]):
         if np.any(np.asarray(node.v_leak) != 0):
             raise ValueError(f"{x}: LI with v_leak != 0 has no equivalent here.")
         spike = _one(
@@ -429,15 +448,15 @@ def _block(x: str, n: int, nodes, succ, pred) -> dict[str, Any]:
             "reset": full(nodes[reset].scale),
         }
         edges = [(x, spike), (spike, reset), (reset, x)]
-    elif isinstance(node, nir.I):
+    elif isinstance(node, (nir.I, nir.LI)):
         b2 = _one(
             [s for s in succ[x] if isinstance(nodes[s], nir.Scale)],
             f"{x}: Scale(b2) after the dendrite",
         )
         soma = _one(succ[b2], f"{b2}: the soma")
-        if not isinstance(nodes[soma], nir.I):
+        if not isinstance(nodes[soma], (nir.I, nir.LI)):
             raise ValueError(
-                f"{soma}: expected the soma, an I node, got {type(nodes[soma]).__name__}."
+                f"{soma}: expected the soma, an I or LI node, got {type(nodes[soma]).__name__}."
             )
         spike = _one(
             [s for s in succ[soma] if isinstance(nodes[s], nir.Threshold)], f"{soma}: Threshold"
@@ -446,11 +465,15 @@ def _block(x: str, n: int, nodes, succ, pred) -> dict[str, Any]:
         rd = _one(feeders(x, spike, nir.Scale), f"{x}: reset Scale from {spike}")
         rs = _one(feeders(soma, spike, nir.Scale), f"{soma}: reset Scale from {spike}")
         recs = feeders(x, spike, dense)
-        if not np.allclose(full(node.r), full(nodes[soma].r), rtol=_RTOL):
-            raise ValueError(f"{x}, {soma}: TC-LIF's compartments need the same r.")
         kind, members = "tc", {x, b2, soma, spike, b1, rd, rs}
-        vals = {
-            "r": full(node.r),
+        vals = {}
+        for part, name in (("dendrite", x), ("soma", soma)):
+            comp = nodes[name]
+            if np.any(np.asarray(getattr(comp, "v_leak", 0.0)) != 0):
+                raise ValueError(f"{name}: LI with v_leak != 0 has no equivalent here.")
+            vals[f"tau_{part}"] = full(getattr(comp, "tau", np.inf))
+            vals[f"r_{part}"] = full(comp.r)
+        vals |= {
             "b1": full(nodes[b1].scale),
             "b2": full(nodes[b2].scale),
             "threshold": full(nodes[spike].threshold),
@@ -573,28 +596,39 @@ def _infer(kind: str, vals: dict, dt: float, where: str) -> tuple[Neuron, dict]:
             settings = dict(reset="soft", reset_order=order)
         surrogate = Surrogate("triangle", fires_at_zero=at_zero)
         return make_neuron("lif", decay=decay, v_th=v_th, surrogate=surrogate, **settings), {}
-    if not math.isclose(_uniform(vals["r"], "r", where) * dt, 1.0, rel_tol=_RTOL):
-        raise ValueError(f"{where}: TC-LIF's I nodes need r = 1/dt (an input gain of 1).")
-    v_th, at_zero = _v_th(theta, -_uniform(vals["reset_soma"], "soma reset", where), where)
-    b1, b2 = vals["b1"], vals["b2"]
-    if not (np.all((-1 < b1) & (b1 < 0)) and np.all((0 < b2) & (b2 < 1))):
-        raise ValueError(
-            f"{where}: TC-LIF needs b1 in (-1, 0) and b2 in (0, 1) (b = -+sigmoid(c))."
+    decays = []
+    for part in ("dendrite", "soma"):
+        tau = _uniform(vals[f"tau_{part}"], f"{part} tau", where)
+        gain = (
+            dt * _uniform(vals[f"r_{part}"], f"{part} r", where) / (1.0 if math.isinf(tau) else tau)
         )
+        if not math.isclose(gain, 1.0, rel_tol=_RTOL):
+            raise ValueError(f"{where}: the {part}'s input gain dt r / tau is {gain}, not 1.")
+        decays.append(1.0 if math.isinf(tau) else 1.0 - dt / tau)
+    v_th, at_zero = _v_th(theta, -_uniform(vals["reset_soma"], "soma reset", where), where)
+    strict = Surrogate("triangle", fires_at_zero=at_zero)
+    b1, b2 = vals["b1"], vals["b2"]
+    per_neuron = not (np.all(b1 == b1[0]) and np.all(b2 == b2[0]))
     g = -vals["reset_dendrite"]
+    is_tclif = decays == [1.0, 1.0] and np.all((-1 < b1) & (b1 < 0)) and np.all((0 < b2) & (b2 < 1))
+    if not is_tclif:  # the generalised neuron of Eq. 7-9: fixed decays, free (b1, b2)
+        b = np.stack([b1, b2], -1).astype(_F32)
+        neuron = make_neuron(
+            "two_compartment",
+            decay=tuple(decays),
+            gamma=_uniform(g, "gamma", where),
+            v_th=v_th,
+            per_neuron=per_neuron,
+            surrogate=strict,
+        )
+        return neuron, {"b": b if per_neuron else b[0]}
     if np.all(g == g[0]):
         order, gamma = "paper", float(g[0])
     else:
         order, gamma = "official", _uniform(g - b1 * v_th, "gamma", where)
-    per_neuron = not (np.all(b1 == b1[0]) and np.all(b2 == b2[0]))
     c = np.stack([np.log(-b1 / (1 + b1)), np.log(b2 / (1 - b2))], -1).astype(_F32)
     neuron = make_neuron(
-        "tclif",
-        gamma=gamma,
-        v_th=v_th,
-        per_neuron=per_neuron,
-        reset_order=order,
-        surrogate=Surrogate("triangle", fires_at_zero=at_zero),
+        "tclif", gamma=gamma, v_th=v_th, per_neuron=per_neuron, reset_order=order, surrogate=strict
     )
     return neuron, {"c": c if per_neuron else c[0]}
 

@@ -39,6 +39,11 @@ VARIANTS = {
     "tclif-paper": ("tclif", dict(gamma=0.7, v_th=1.5, reset_order="paper")),
     "tclif-per-neuron-official": ("tclif", dict(per_neuron=True)),
     "tclif-per-neuron-paper": ("tclif", dict(per_neuron=True, reset_order="paper")),
+    "two-compartment-leaky": ("two_compartment", dict(decay=(0.9, 0.8), gamma=0.3)),
+    "two-compartment-per-neuron": (
+        "two_compartment",
+        dict(decay=(1.0, 0.9), init_b=(0.2, 0.5), per_neuron=True),
+    ),
 }
 
 
@@ -55,10 +60,12 @@ def _spread_c(model, seed=1):
     for i, lp in enumerate(p.layers):
         if i:
             lp = lp._replace(dense=lp.dense._replace(kernel=4.0 * lp.dense.kernel))
-        c = lp.neuron.get("c")
-        if c is not None and c.ndim == 2:
-            noise = jax.random.uniform(jax.random.key(seed + i), c.shape, minval=-0.5, maxval=0.5)
-            lp = lp._replace(neuron={"c": c + noise})
+        for key, c in lp.neuron.items():  # TC-LIF's c, the two-compartment b
+            if c.ndim == 2:
+                noise = jax.random.uniform(
+                    jax.random.key(seed + i), c.shape, minval=-0.3, maxval=0.3
+                )
+                lp = lp._replace(neuron={key: c + noise})
         layers.append(lp)
     nnx.update(model, typed.to_state(p._replace(layers=tuple(layers)), like))
     return model
@@ -345,13 +352,7 @@ def test_refusals_name_the_reason(name, settings):
         )
 
 
-def test_not_exported_yet_and_bad_input():
-    model = from_config(NetworkConfig(F, (4,), 2, "two_compartment"))
-    with pytest.raises(ValueError) as err:
-        to_nir(model)
-    assert str(err.value) == (
-        "layer 0: neuron 'two_compartment' has no NIR export; exportable: lif, plif, tclif."
-    )
+def test_bad_input():
     with pytest.raises(ValueError, match=r"^to_nir takes a SpikingNetwork, a SpikingDense or a "):
         to_nir([1, 2])
 
