@@ -36,7 +36,7 @@ at the first step while the layer adds ``b_rec`` at every step. The readout is a
 ``Affine`` whose per-step output the network sums over time (metadata ``readout``).
 
 The graph's metadata holds ``dt`` and, under ``"tclif_jax"``, a JSON record of the
-network (neuron names, settings, raw trainable values, node names per layer) that
+network (neuron names, settings, raw trainable values, split recurrent biases) that
 ``from_nir`` uses where it reproduces the graph's nodes, so a round trip restores the
 model bit for bit; the nodes alone define the dynamics. ALIF, the official ALIF, GLIF
 and a hard reset in the paper's order multiply two state variables, which no NIR node
@@ -85,6 +85,13 @@ REFUSED = {
     "spike (NIR's LIF resets to a constant)",
 }
 
+# The graph's metadata "readout": how the logits come from the output (no importer knows).
+_READOUTS = {
+    "sum": "logits = the output summed over time",
+    "mean": "logits = the output averaged over time",
+    "last": "logits = the output at the last step",
+    None: "none: the output is the last layer's spikes",
+}
 _F32, _F64 = np.float32, np.float64
 _RTOL = 1e-5  # float32 rounding of a value read back from its NIR form
 
@@ -333,9 +340,7 @@ def to_nir(model, dt: float = 1.0) -> nir.NIRGraph:
     }
     metadata = {
         "dt": dt,
-        "readout": "logits = the output summed over time"
-        if net["readout"] == "sum"
-        else str(net["readout"]),
+        "readout": _READOUTS[net["readout"]],
         "tclif_jax": json.dumps(record, default=_json_value),
     }
     # Forward edges first: importers that walk the first edge out of each node (spyx)

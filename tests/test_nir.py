@@ -233,7 +233,9 @@ def test_user_built_stack():
     for layer in layers:
         h = layer.scan(h)
     assert float(jnp.mean(h)) > 0.01
-    back = from_nir(to_nir(layers))
+    graph = to_nir(layers)
+    assert graph.metadata["readout"] == "none: the output is the last layer's spikes"
+    back = from_nir(graph)
     # No readout in a bare stack: the logits are the last layer's spike counts.
     logits, aux = back(x, record=True)
     np.testing.assert_array_equal(np.asarray(aux["spikes"][-1]), np.asarray(h))
