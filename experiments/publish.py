@@ -112,6 +112,7 @@ def render_card(info: dict) -> str:
         "checks this page's accuracy to the last example (tests/test_pretrained.py). This page "
         f"is generated from `tclif_jax/weights/{info['name']}.json` by `experiments/publish.py`.",
         "",
+        f"<!-- example: pretrained-{info['name']} -->",
         "```python",
         "from tclif_jax import pretrained",
         f'model = pretrained.load("{info["name"]}")   # a SpikingNetwork',
