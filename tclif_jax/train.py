@@ -53,7 +53,13 @@ from tclif_jax.task_config import (
     train_size,
     validate_config,
 )
-from tclif_jax.train_steps import NonFiniteLossError, evaluate, make_eval_step, make_train_step
+from tclif_jax.train_steps import (
+    NonFiniteLossError,
+    evaluate,
+    make_eval_step,
+    make_train_step,
+    nonfinite_message,
+)
 from tclif_jax.workdir import WorkdirLock, atomic_write, compare_settings, flatten, result_settings
 
 __all__ = [
@@ -473,31 +479,13 @@ def _end_epoch(run: _Run, params, opt_state, state: RunState, stopped_early: boo
         )
 
 
-def _nonfinite_message(metrics, step: int, epoch: int, tc) -> str:
-    """What went non-finite at ``step``, by what the step checked (inputs, labels, params)."""
-    where = f"at step {step} (epoch {epoch + 1})"
-    skip = "or rerun with --config.train.skip_nonfinite=True to skip such batches."
-    if not bool(metrics["inputs_finite"]):
-        return f"The batch {where} holds non-finite inputs (NaN/inf); the update was not applied. Clean the data, {skip}"
-    if not bool(metrics["labels_in_range"]):
-        return f"The batch {where} holds labels outside the model's classes; the update was not applied. Fix the dataset's labels or its class count."
-    if not bool(metrics["params_finite"]):
-        return f"The parameters {where} are not finite (NaN/inf); the last good checkpoint is kept. Resume from it in a new --workdir."
-    return (
-        f"Non-finite loss or gradient {where}, although the batch's inputs were finite, its "
-        "labels in range and the parameters finite: training diverged. The update was not "
-        "applied and the last good checkpoint is kept. Start a new --workdir with a lower "
-        f"--config.optimizer.learning_rate or --config.optimizer.grad_clip set, {skip}"
-    )
-
-
 def _consume(pending, state: RunState, tc, bar) -> None:
     """Fold one step's metrics into the epoch's sums; stop on a non-finite step."""
     metrics, step, epoch, count = pending
     bar.update(1)
     if not bool(metrics["finite"]):
         if not tc.skip_nonfinite:
-            raise NonFiniteLossError(_nonfinite_message(metrics, step, epoch, tc))
+            raise NonFiniteLossError(nonfinite_message(metrics, step, epoch))
         state.nonfinite_skipped += 1
         logging.warning(
             "Skipped a non-finite batch at step %d (%d so far).", step, state.nonfinite_skipped

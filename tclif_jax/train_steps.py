@@ -22,7 +22,13 @@ from tclif_jax.execution import Execution
 from tclif_jax.models import SpikingNetwork, apply
 from tclif_jax.sharding import Split, put_global
 
-__all__ = ["NonFiniteLossError", "make_train_step", "make_eval_step", "evaluate"]
+__all__ = [
+    "NonFiniteLossError",
+    "make_train_step",
+    "make_eval_step",
+    "evaluate",
+    "nonfinite_message",
+]
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -153,3 +159,22 @@ def evaluate(eval_step, params, split: Split, batch_size: int, n_dev: int, name:
         "count": int(sums["count"]),
         "rates": [round(float(r), 6) for r in sums["rates"] / sums["count"]],
     }
+
+
+def nonfinite_message(metrics, step: int, epoch: int) -> str:
+    """Why a step's update was refused, from what the step checked (its metrics
+    ``inputs_finite``, ``labels_in_range``, ``params_finite``); ``epoch`` counts from 0."""
+    where = f"at step {step} (epoch {epoch + 1})"
+    skip = "or rerun with --config.train.skip_nonfinite=True to skip such batches."
+    if not bool(metrics["inputs_finite"]):
+        return f"The batch {where} holds non-finite inputs (NaN/inf); the update was not applied. Clean the data, {skip}"
+    if not bool(metrics["labels_in_range"]):
+        return f"The batch {where} holds labels outside the model's classes; the update was not applied. Fix the dataset's labels or its class count."
+    if not bool(metrics["params_finite"]):
+        return f"The parameters {where} are not finite (NaN/inf); the last good checkpoint is kept. Resume from it in a new --workdir."
+    return (
+        f"Non-finite loss or gradient {where}, although the batch's inputs were finite, its "
+        "labels in range and the parameters finite: training diverged. The update was not "
+        "applied and the last good checkpoint is kept. Start a new --workdir with a lower "
+        f"--config.optimizer.learning_rate or --config.optimizer.grad_clip set, {skip}"
+    )
