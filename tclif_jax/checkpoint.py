@@ -248,7 +248,6 @@ class RunCheckpoints:
             except Exception as err:  # noqa: BLE001 - orbax raises many types for a bad file
                 moved.append(self._move_aside(step, f"meta: {type(err).__name__}"))
                 continue
-            check_layout(path, meta)
             check_meta(path, meta)
             try:
                 with _quiet_orbax():

@@ -96,7 +96,7 @@ def check_optimizer(opt: ml_collections.ConfigDict) -> None:
     if not _finite(opt.learning_rate) or opt.learning_rate <= 0:
         raise _bad("optimizer.learning_rate", opt.learning_rate, "a finite number > 0")
     if opt.schedule not in SCHEDULES:
-        raise _bad("optimizer.schedule", opt.schedule, ", ".join(SCHEDULES))
+        raise _bad("optimizer.schedule", opt.schedule, f"{', '.join(SCHEDULES[:-1])} or constant")
     if opt.schedule == "step" and (not _is_int(opt.decay_every) or opt.decay_every < 1):
         raise _bad("optimizer.decay_every", opt.decay_every, "an integer >= 1 with schedule=step")
     if any(not _is_int(e) or e < 0 for e in opt.decay_epochs):

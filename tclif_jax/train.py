@@ -39,7 +39,7 @@ from absl import logging
 from flax import nnx
 
 from tclif_jax import data as data_lib
-from tclif_jax.checkpoint import RunCheckpoints, abstract_like, latest_meta
+from tclif_jax.checkpoint import RunCheckpoints, abstract_like, check_layout, latest_meta
 from tclif_jax.execution import EXECUTION_FIELDS
 from tclif_jax.models import parameters
 from tclif_jax.plotting import learning_curves_png
@@ -187,6 +187,7 @@ def _saved_settings(meta: dict) -> dict:
 
 
 def _check_resumable(path: str, meta: dict, settings: dict) -> None:
+    check_layout(path, meta)
     differ = compare_settings(_saved_settings(meta), settings)
     if differ:
         raise ConfigError(
@@ -307,13 +308,15 @@ def _train(config, workdir: str, writer: bool, preemption: Preemption) -> dict[s
     not_result = [f"data.{f}" for f in data_lib.PLACEMENT_FIELDS] + ["execution."]
     settings = result_settings(config, not_result)
     found = latest_meta(workdir)
+    checked = set()
     if found is not None:  # refused before anything in the folder is touched
         _check_resumable(found[0], found[1], settings)
+        checked.add(found[0])
     run, model, params, opt_state = _build_run(config, workdir, writer, preemption, settings)
     state = RunState()
     restored = run.ckpts.restore_latest(
         abstract_like((params, opt_state)),
-        lambda path, m: _check_resumable(path, m, settings),
+        lambda path, m: None if path in checked else _check_resumable(path, m, settings),
     )
     if restored is not None:
         (params, opt_state), meta = restored

@@ -7,7 +7,7 @@ import numpy as np
 import optax
 import pytest
 
-from tclif_jax import testing
+from tclif_jax import testing, train_steps
 from tclif_jax import train as train_lib
 from tclif_jax.config import NetworkConfig
 from tclif_jax.data import spiking_audio
@@ -38,13 +38,13 @@ def test_every_test_example_counted_once(on_device):
     mesh = make_mesh()
     split = Split(x, y, mesh, on_device)
     step = train_lib.make_eval_step(model)
-    ev = train_lib._evaluate(step, parameters(model), split, batch, mesh.devices.size, "test")
+    ev = train_steps.evaluate(step, parameters(model), split, batch, mesh.devices.size, "test")
     assert ev["count"] == n
     assert ev["acc"] == pytest.approx(acc, abs=1e-9)
     assert ev["loss"] == pytest.approx(loss, rel=1e-5)
     # One batch of all n (batch n or larger): the same numbers.
     for bs in (37, 64):
-        again = train_lib._evaluate(step, parameters(model), split, bs, mesh.devices.size, "test")
+        again = train_steps.evaluate(step, parameters(model), split, bs, mesh.devices.size, "test")
         assert again["count"] == n and again["acc"] == pytest.approx(acc, abs=1e-9), bs
 
 
@@ -57,7 +57,7 @@ def test_streamed_events_evaluate_like_dense(tmp_path):
     mesh = make_mesh()
     step = train_lib.make_eval_step(model)
     split = Split(events, y, mesh, False)  # host path: each batch binned from the events
-    ev = train_lib._evaluate(step, parameters(model), split, 8, mesh.devices.size, "test")
+    ev = train_steps.evaluate(step, parameters(model), split, 8, mesh.devices.size, "test")
     assert ev["count"] == 37
     assert ev["acc"] == pytest.approx(acc, abs=1e-9)
     assert ev["loss"] == pytest.approx(loss, rel=1e-5)

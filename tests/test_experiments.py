@@ -132,7 +132,7 @@ def test_gsc_under_tfds_mock_uses_validation_split(tmp_path):
     rec = s["history"][-1]
     assert "val_acc" in rec and "test_acc" in rec
     assert s["best_acc"] == rec["val_acc"]
-    assert s["model"].layers[0].dropout == 0.3
+    assert s["model"].config.dropout == 0.3
 
 
 @pytest.mark.parametrize(

@@ -179,8 +179,8 @@ def _cue_config(**fields):
         (
             "delayed_cue",
             {"data__delay": -5},
-            "config field data.*: delayed_cue needs delay >= 0, cue_steps >= 1, go_steps >= 0 "
-            "and num_classes >= 2; got delay=-5, cue_steps=5, go_steps=1, num_classes=4.",
+            "config field data.*: data.delay=-5 is not valid for 'delayed_cue': expected an "
+            "integer >= 0.",
         ),
         (
             "delayed_cue",
