@@ -68,6 +68,7 @@ def run_one(command: str, workdir: str) -> dict:
 def main() -> None:
     import jax
 
+    sys.path.insert(0, ROOT)  # this checkout's version, which the runs above used
     import tclif_jax
 
     load = os.getloadavg()[0]
