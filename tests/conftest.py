@@ -21,7 +21,7 @@ HAS_MNIST = os.path.exists(os.path.join(MNIST_DIR, "train-images-idx3-ubyte.gz")
 # The slow tier (`pytest -m "not slow"` leaves it out): tests that start a subprocess, run a
 # notebook or read real data. A test taking one of these fixtures is marked here, so a new
 # one joins the tier without anyone remembering a marker; others carry @pytest.mark.slow.
-SLOW_FIXTURES = {"cli", "mnist_dir", "processes", "torch_process"}
+SLOW_FIXTURES = {"cli", "mnist_dir", "processes", "torch_process", "sleeper", "tmpfs"}
 
 
 def pytest_collection_modifyitems(items):

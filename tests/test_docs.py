@@ -86,6 +86,8 @@ def run_example(name: str) -> dict:
     path, line, _, note, code = EXAMPLES[name]
     if "needs=mnist" in note.split() and not HAS_MNIST:
         pytest.skip(f"{path}:{line} needs real MNIST (set TCLIF_SHARED_DATA)")
+    if "needs=torch" in note.split():
+        pytest.importorskip("torch", reason=f"{path}:{line} needs torch (CI installs it)")
     scope: dict = {"__name__": f"example_{name.replace('-', '_')}"}
     exec(compile(code, f"{path}:{line}:{name}", "exec"), scope)  # noqa: S102
     return scope
@@ -144,14 +146,35 @@ CHECKS = {
 }
 
 
+def official_weights_file(tmp_path, monkeypatch):
+    """The official-weights example reads ``smnist_ff.pth`` in the working directory:
+    write one, in the official layout, from a seeded model, and return that model."""
+    import torch
+
+    from tclif_jax import from_preset, to_official
+
+    source = from_preset("smnist-ff-64", seed=11)
+    state = {k: torch.from_numpy(v.copy()) for k, v in to_official(source).items()}
+    torch.save(state, tmp_path / "smnist_ff.pth")
+    monkeypatch.chdir(tmp_path)
+    return source
+
+
 @pytest.mark.parametrize("name", sorted(EXAMPLES))
-def test_example_runs_as_written(name):
+def test_example_runs_as_written(name, tmp_path, monkeypatch):
     from tclif_jax.neurons import NEURONS
 
     registered = set(NEURONS)
+    source = None
+    if name == "official-weights":
+        pytest.importorskip("torch", reason="the example reads a torch file (CI installs torch)")
+        source = official_weights_file(tmp_path, monkeypatch)
     try:
         scope = run_example(name)
         CHECKS.get(name, lambda scope: None)(scope)
+        if source is not None:  # the loaded model is the one whose weights were saved
+            x = np.random.default_rng(0).random((2, 30, 1), dtype=np.float32)
+            np.testing.assert_array_equal(np.asarray(scope["model"](x)), np.asarray(source(x)))
     finally:
         for added in set(NEURONS) - registered:  # keep the registry as other tests expect it
             NEURONS.pop(added)

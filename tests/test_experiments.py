@@ -176,6 +176,7 @@ print(json.dumps({"n": jax.device_count(), "h": [{k: r[k] for k in ("train_loss"
 """
 
 
+@pytest.mark.slow
 def test_training_agrees_on_1_and_4_devices(tmp_path):
     outs = {}
     for n in (1, 4):

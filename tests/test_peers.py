@@ -94,6 +94,7 @@ def test_cli_setting_a_lists_every_library():
     assert set(res["peer_notes"]) == {r["library"] for r in res["results"]}
 
 
+@pytest.mark.slow
 def test_cli_setting_b_times_our_neurons_and_strategies():
     arg = "setting=b,n=16,batch=2,steps=6,repeats=2,libraries=ours"
     res = _cli([f"--config=benchmarks/configs/peers.py:{arg}"])

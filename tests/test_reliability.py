@@ -74,6 +74,7 @@ def test_default_workdir_includes_the_variant():
 # ----------------------------------------------------------------------------- 2. the lock
 
 
+@pytest.mark.slow
 def test_a_live_holder_keeps_the_workdir_and_is_named(toy, tmp_path):
     holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:
@@ -88,6 +89,7 @@ def test_a_live_holder_keeps_the_workdir_and_is_named(toy, tmp_path):
         holder.wait()
 
 
+@pytest.mark.slow
 def test_a_stale_lock_of_a_dead_process_is_taken_over(toy, tmp_path, caplog):
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
@@ -335,6 +337,7 @@ def test_sigterm_checkpoints_the_current_step_and_the_resumed_run_loses_none(
     assert strip_times(rest["history"]) == strip_times(full["history"])
 
 
+@pytest.mark.slow
 def test_sigterm_to_the_cli_exits_143_after_a_checkpoint(tmp_path, root):
     wd = tmp_path / "w"
     proc = subprocess.Popen(
