@@ -1,25 +1,19 @@
-"""Training: pure, jitted, data-parallel Optax steps and the resumable loop around them.
+"""Training: the resumable loop around the pure, jitted, data-parallel Optax steps.
 
-* ``make_train_step`` / ``make_eval_step``: pure functions of
-  ``(params, opt_state, x, y, key)``, jitted with donated state; batches are sharded over a
-  ``jax.sharding`` mesh of every device (axis ``"data"``, ``tclif_jax.sharding``),
-  parameters replicated (or sharded on their first axis with ``mesh.shard_params``).
-  ``params`` is the model's ``nnx.Param`` state as a pure dict (what checkpoints hold);
-  the loss maps it to typed parameters and runs ``models.apply`` under an ``Execution``.
-* ``train_and_evaluate(config, workdir)``: the loop, with what makes a run trustworthy:
-  an exclusive lock on the work directory, refusal to resume under settings that change
-  the result (a changed ``execution.*`` is accepted and logged), fallback over corrupt
-  checkpoints, no checkpoint of a non-finite state, atomic writes of
-  ``metrics.jsonl``/``config.json``/the plot, and a checkpoint on SIGTERM (``Preempted``;
-  the entry points exit 143). Only process 0 writes files and logs results.
+``train_and_evaluate(config, workdir)`` is the loop, with what makes a run trustworthy: an
+exclusive lock on the work directory, refusal to resume under settings that change the
+result (a changed ``execution.*`` is accepted and logged), fallback over corrupt
+checkpoints, no checkpoint of a non-finite state, atomic writes of
+``metrics.jsonl``/``config.json``/the plot, and a checkpoint on SIGTERM (``Preempted``; the
+entry points exit 143). Only process 0 writes files and logs results.
 
 Checking and building what the config names (network, execution, optimizer) is
-``tclif_jax.task_config``; the pure, jitted steps are ``tclif_jax.train_steps``: batches
-are sharded over a mesh of every device (axis ``"data"``), parameters replicated (or
-sharded on their first axis with ``mesh.shard_params``). Batches are batch-major ``(B, T, F)``. Small datasets are
-placed on device once (``data.on_device``); larger ones are fed from the host, prefetched
-in a thread. ``train.drop_last=False`` (the official loaders' behaviour) trains on the
-last partial batch too, padded to the batch size with zero-weight rows.
+``tclif_jax.task_config``; the steps are ``tclif_jax.train_steps``: batches are sharded
+over a mesh of every device (axis ``"data"``), parameters replicated (or sharded on their
+first axis with ``mesh.shard_params``). Batches are batch-major ``(B, T, F)``. Small
+datasets are placed on device once (``data.on_device``); larger ones are fed from the
+host, prefetched in a thread. ``train.drop_last=False`` (the official loaders' behaviour)
+trains on the last partial batch too, padded to the batch size with zero-weight rows.
 """
 
 from __future__ import annotations
