@@ -33,18 +33,6 @@ RUNS = {
 }
 
 
-def cpu_model() -> str:
-    """The processor's name as the kernel reports it (``/proc/cpuinfo``), else platform's."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def run_one(command: str, workdir: str) -> dict:
     """Run ``command`` with its ``--workdir`` redirected to ``workdir``; return its figures."""
     args = [a for a in shlex.split(command) if not a.startswith("--workdir=")]
@@ -70,6 +58,7 @@ def main() -> None:
 
     sys.path.insert(0, ROOT)  # this checkout's version, which the runs above used
     import tclif_jax
+    from benchmarks.common import cpu_model
 
     load = os.getloadavg()[0]
     results = {}
@@ -83,7 +72,7 @@ def main() -> None:
     record = {
         "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d"),
         "machine": {
-            "cpu": cpu_model(),
+            "cpu": cpu_model(),  # the benchmarks' own record of the machine
             "cores": len(os.sched_getaffinity(0)),
             "system": f"{platform.system()} {platform.machine()}",
             # Wall times depend on what else ran; the accuracies do not.
