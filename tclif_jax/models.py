@@ -28,6 +28,7 @@ import numpy as np
 from flax import nnx
 
 from tclif_jax.config import NetworkConfig
+from tclif_jax.events import EventBatch, validate
 from tclif_jax.execution import DEFAULT_EXECUTION, EXECUTION_FIELDS, Execution
 from tclif_jax.layers import Readout, SpikingDense
 from tclif_jax.network import run_network
@@ -90,7 +91,7 @@ class SpikingNetwork(nnx.Module):
 
     def check_input(self, x) -> None:
         """Raise a ValueError naming the expected shape unless x is (batch, time, in_features)
-        and, outside ``jit``, finite."""
+        and, outside ``jit``, finite (an ``EventBatch``: well formed, ``events.validate``)."""
         shape = getattr(x, "shape", None)
         if shape is None or len(shape) != 3 or shape[-1] != self.in_features:
             raise ValueError(
@@ -98,7 +99,10 @@ class SpikingNetwork(nnx.Module):
                 f"got {shape}. For one sequence use x[None]; S-MNIST pixels need a trailing "
                 f"feature axis: x.reshape(batch, 784, 1)."
             )
-        check_finite(x)
+        if isinstance(x, EventBatch):
+            validate(x)
+        else:
+            check_finite(x)
 
     def __call__(
         self,
@@ -110,7 +114,8 @@ class SpikingNetwork(nnx.Module):
         return_aux: bool = False,
         execution: Execution | None = None,
     ):
-        """Logits ``(B, C)`` for batch-major input ``(B, T, F)``.
+        """Logits ``(B, C)`` for batch-major input ``(B, T, F)``: an array or an
+        ``EventBatch`` (``tclif_jax.events``) with leading axes ``(B, T)``.
 
         With ``return_aux`` (or ``record``) returns ``(logits, aux)``: ``aux["firing_rates"]``
         ``(L,)`` and, if ``record``, ``aux["states"]`` (per layer a dict of every state field,
@@ -165,6 +170,9 @@ def apply(
 ):
     """Pure forward pass on batch-major ``x (B, T, F)``: returns ``(logits (B, C), aux)``.
 
+    ``x`` is a real array or an ``EventBatch`` of spike events with leading axes
+    ``(B, T)`` (``tclif_jax.events``); both give the same logits and gradients.
+
     This is what ``SpikingNetwork.__call__`` runs and what jitted train steps
     differentiate. ``params`` is ``NetworkParams`` or the model's state dict
     (``parameters(model)``, mapped by ``tclif_jax.params.from_state``); records and probes
@@ -172,7 +180,10 @@ def apply(
     """
     if not isinstance(params, NetworkParams):
         params = from_state(params)
-    x_tm = jnp.swapaxes(jnp.asarray(x, jnp.float32), 0, 1)
+    if isinstance(x, EventBatch):
+        x_tm = x.time_major()
+    else:
+        x_tm = jnp.swapaxes(jnp.asarray(x, jnp.float32), 0, 1)
     if probes is not None:
         probes = [None if p is None else jnp.swapaxes(p, 0, 1) for p in probes]
     logits, aux = run_network(

@@ -35,6 +35,7 @@ import jax.numpy as jnp
 
 from tclif_jax import adjoint
 from tclif_jax.config import NetworkConfig
+from tclif_jax.events import EventBatch, project
 from tclif_jax.execution import DEFAULT_EXECUTION, Execution, MatmulPolicy
 from tclif_jax.neurons import Neuron
 from tclif_jax.params import LayerParams, NetworkParams
@@ -112,8 +113,12 @@ def _first_current(dense, x, matmul: MatmulPolicy, mask):
     The product runs on batch-major rows: ``models.apply`` hands ``x`` in as the transpose
     of a batch-major array, so the swap below cancels that one and the large ``(B*T, F)``
     operand is never copied, forward or backward; only the ``(T, B, n)`` result and its
-    adjoint are transposed.
+    adjoint are transposed. Events (an ``EventBatch`` with leading axes ``(T, B)``) are
+    projected by ``events.project``.
     """
+    if isinstance(x, EventBatch):
+        current = project(x, dense.kernel, matmul) + dense.bias
+        return current if mask is None else current * mask
     current = jnp.swapaxes(feedforward(dense, jnp.swapaxes(x, 0, 1), matmul), 0, 1)
     return current if mask is None else current * mask
 
@@ -179,7 +184,8 @@ def run_network(
     Args:
       config: the network (neurons, recurrence, dropout rate, readout).
       params: its ``NetworkParams``.
-      x: input currents ``(T, B, F)``, time-major, float.
+      x: input currents ``(T, B, F)``, time-major, float; or an ``EventBatch`` with
+        leading axes ``(T, B)``.
       execution: how to run it (strategy, backward, remat, products).
       dropout_key: PRNG key; ``None`` means deterministic (evaluation).
       probes: optional per-layer ``(T, B, n)`` additive offsets to the membrane

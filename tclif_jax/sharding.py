@@ -23,6 +23,8 @@ import numpy as np
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
+from tclif_jax.events import EventBatch
+
 __all__ = [
     "make_mesh",
     "param_shardings",
@@ -111,21 +113,26 @@ class Split:
         else:
             self.x, self.y = inputs, labels
 
-    def host_rows(self, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """This process's rows of the global batch ``idx`` (host arrays)."""
+    def host_rows(self, idx: np.ndarray) -> tuple[Any, np.ndarray]:
+        """This process's rows of the global batch ``idx`` (host arrays, or an
+        ``EventBatch`` of them)."""
         rows = idx[local_rows(self.batch_sharding, len(idx))]
-        return np.asarray(self.x[rows]), self.y[rows]
+        x = self.x[rows]
+        return (x if isinstance(x, EventBatch) else np.asarray(x)), self.y[rows]
 
     def assemble(self, idx: np.ndarray, local: tuple[np.ndarray, np.ndarray] | None = None):
-        """The global batch ``(x (B, T, F), y (B,))`` for indices ``idx (B,)``, sharded on
+        """The global batch ``(x (B, T, F) or an EventBatch, y (B,))`` for indices ``idx (B,)``, sharded on
         the batch axis; ``local`` is ``host_rows(idx)`` when already computed."""
         if self.on_device:
             i = put_global(idx.astype(np.int32), self.batch_sharding)
             return self._take(self.x, i), self._take(self.y, i)
         x_local, y_local = self.host_rows(idx) if local is None else local
         shape = (len(idx),)
-        x = jax.make_array_from_process_local_data(
-            self.batch_sharding, x_local, shape + x_local.shape[1:]
+        x = jax.tree.map(
+            lambda a: jax.make_array_from_process_local_data(
+                self.batch_sharding, a, shape + a.shape[1:]
+            ),
+            x_local,
         )
         y = jax.make_array_from_process_local_data(self.batch_sharding, y_local, shape)
         return x, y

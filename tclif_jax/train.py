@@ -34,6 +34,7 @@ from flax import nnx
 
 from tclif_jax import data as data_lib
 from tclif_jax.checkpoint import RunCheckpoints, abstract_like, check_layout, latest_meta
+from tclif_jax.data.spiking_audio import EventRows
 from tclif_jax.execution import EXECUTION_FIELDS
 from tclif_jax.models import parameters
 from tclif_jax.plotting import learning_curves_png
@@ -50,6 +51,7 @@ from tclif_jax.task_config import (
 from tclif_jax.train_steps import (
     NonFiniteLossError,
     evaluate,
+    inputs_finite,
     make_eval_step,
     make_train_step,
     nonfinite_message,
@@ -245,6 +247,8 @@ def _placed(config, dataset) -> bool:
     on_device = config.data.get("on_device", "auto")
     if on_device != "auto":
         return bool(on_device)
+    if any(isinstance(x, EventRows) for x, _ in dataset.splits.values()):
+        return False  # event batches are built on the host, in the prefetch thread
     # Several processes feed their own rows from the host rather than each holding all.
     total_bytes = sum(int(a.nbytes) for xy in dataset.splits.values() for a in xy)
     return total_bytes < 2**31 and jax.process_count() == 1
@@ -408,7 +412,9 @@ def _train_epoch(run: _Run, params, opt_state, state: RunState):
         if pending is not None:
             _consume(pending, state, tc, bar)
         real = len(idx) if weights is None else int(weights.sum())
-        pending = (metrics, state.step, state.epoch, real)
+        # The batch stays referenced one step longer, so that a refused step can name a
+        # non-finite input as its cause.
+        pending = (metrics, state.step, state.epoch, real, x)
         state.step += 1
         state.epoch_step += 1
         preempted = run.preemption.reached(state.step)
@@ -478,11 +484,11 @@ def _end_epoch(run: _Run, params, opt_state, state: RunState, stopped_early: boo
 
 def _consume(pending, state: RunState, tc, bar) -> None:
     """Fold one step's metrics into the epoch's sums; stop on a non-finite step."""
-    metrics, step, epoch, count = pending
+    metrics, step, epoch, count, x = pending
     bar.update(1)
     if not bool(metrics["finite"]):
         if not tc.skip_nonfinite:
-            raise NonFiniteLossError(nonfinite_message(metrics, step, epoch))
+            raise NonFiniteLossError(nonfinite_message(metrics, step, epoch, inputs_finite(x)))
         state.nonfinite_skipped += 1
         logging.warning(
             "Skipped a non-finite batch at step %d (%d so far).", step, state.nonfinite_skipped

@@ -2,8 +2,8 @@
 
 ``params`` is the model's ``nnx.Param`` state as a pure dict (what the training loop's
 optimizer and checkpoints hold) or ``NetworkParams``; the loss runs ``models.apply`` on it
-under an ``Execution``. Batches are batch-major ``(B, T, F)``,
-sharded over a ``jax.sharding`` mesh (``tclif_jax.sharding``) when one is given.
+under an ``Execution``. Batches are batch-major ``(B, T, F)`` arrays or
+``EventBatch`` events with leading axes ``(B, T)`` (``tclif_jax.events``), sharded over a ``jax.sharding`` mesh (``tclif_jax.sharding``) when one is given.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import optax
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
+from tclif_jax.events import EventBatch
 from tclif_jax.execution import Execution
 from tclif_jax.models import SpikingNetwork, apply
 from tclif_jax.sharding import Split, put_global
@@ -28,6 +29,7 @@ __all__ = [
     "make_eval_step",
     "evaluate",
     "nonfinite_message",
+    "inputs_finite",
 ]
 
 
@@ -48,6 +50,24 @@ def _loss_and_metrics(config, execution, params, x, y, key, weights):
     return loss, {"accuracy": acc, "firing_rates": aux["firing_rates"]}
 
 
+def _scaled_input(x, input_scale: float):
+    """The network's float32 input: ``x * input_scale`` (an ``EventBatch``: its counts)."""
+    if isinstance(x, EventBatch):
+        return x.scaled(input_scale)
+    return x.astype(jnp.float32) * input_scale
+
+
+def inputs_finite(x) -> bool:
+    """Whether a batch (an array or an ``EventBatch``) holds only finite values. The
+    training loop asks only after a refused step, to name the cause: the step itself does
+    not scan its input (a NaN input reaches the weight gradient ``x^T g`` and is refused
+    there), and the loaders refuse non-finite data when they load it."""
+    values = x.counts if isinstance(x, EventBatch) else x
+    if not jnp.issubdtype(values.dtype, jnp.inexact):
+        return True
+    return bool(jnp.all(jnp.isfinite(values)))
+
+
 def _all_finite(tree) -> jax.Array:
     return jnp.all(jnp.stack([jnp.all(jnp.isfinite(a)) for a in jax.tree.leaves(tree)]))
 
@@ -66,17 +86,20 @@ def make_train_step(
 
     ``params`` is ``parameters(model)`` (the ``nnx.Param`` state as a pure dict); the
     network is ``model.config``, run under ``execution`` (default: ``model.execution``).
-    Pure: one forward/backward through the scan and one Adam update. If the batch, the
-    loss, a gradient or an updated parameter is not finite, params and optimizer state
-    stay unchanged and ``metrics["finite"]`` is False (a NaN input would otherwise pass: a
-    NaN membrane never spikes, so the loss looks fine). ``x`` is ``(B, T, F)`` in any real
-    dtype (cast to f32 and multiplied by ``input_scale`` inside), ``y`` ``(B,)`` int;
-    ``weights (B,)`` (1 real, 0 padding) averages loss and accuracy over real rows.
+    Pure: one forward/backward through the scan and one Adam update. If the loss, a
+    gradient or an updated parameter is not finite, or a label is out of range, params
+    and optimizer state stay unchanged and ``metrics["finite"]`` is False. A NaN input
+    is refused through its weight gradient ``x^T g`` (a NaN membrane never spikes, so the
+    loss alone would look fine); the step does not scan ``x`` itself, which would cost a
+    pass over the whole batch (``inputs_finite`` names the cause after a refusal).
+    ``x`` is ``(B, T, F)`` in any real dtype (cast to f32 and multiplied by
+    ``input_scale`` inside) or an ``EventBatch``; ``y`` ``(B,)`` int; ``weights (B,)``
+    (1 real, 0 padding) averages loss and accuracy over real rows.
     """
     config, execution = model.config, execution or model.execution
 
     def step(params, opt_state, x, y, key, weights=None):
-        x = x.astype(jnp.float32) * input_scale
+        x = _scaled_input(x, input_scale)
         (loss, metrics), grads = jax.value_and_grad(_loss_and_metrics, argnums=2, has_aux=True)(
             config, execution, params, x, y, key, weights
         )
@@ -84,13 +107,11 @@ def make_train_step(
         new_params = optax.apply_updates(params, updates)
         # What a non-finite step is checked for, so that its error can name the cause.
         checks = {
-            "inputs_finite": jnp.all(jnp.isfinite(x)),
             "labels_in_range": jnp.all((y >= 0) & (y < config.num_classes)),
             "params_finite": _all_finite(params),
         }
         finite = (
             jnp.isfinite(loss)
-            & checks["inputs_finite"]
             & checks["labels_in_range"]
             & _all_finite(grads)
             & _all_finite(new_params)
@@ -121,11 +142,12 @@ def make_eval_step(
     config, execution = model.config, execution or model.execution
 
     def step(params, x, y, mask):
-        x = x.astype(jnp.float32) * input_scale
+        x = _scaled_input(x, input_scale)
         logits, aux = apply(config, params, x, execution)
         losses = optax.softmax_cross_entropy_with_integer_labels(logits, y)
         count = jnp.sum(mask)
-        bad = jnp.sum(jnp.where(jnp.isfinite(x), 0.0, 1.0), axis=(1, 2))
+        values = x.counts if isinstance(x, EventBatch) else x
+        bad = jnp.sum(jnp.where(jnp.isfinite(values), 0.0, 1.0), axis=(1, 2))
         return {
             "loss": jnp.sum(losses * mask),
             "correct": jnp.sum((jnp.argmax(logits, -1) == y) * mask),
@@ -161,12 +183,13 @@ def evaluate(eval_step, params, split: Split, batch_size: int, n_dev: int, name:
     }
 
 
-def nonfinite_message(metrics, step: int, epoch: int) -> str:
+def nonfinite_message(metrics, step: int, epoch: int, inputs_were_finite: bool) -> str:
     """Why a step's update was refused, from what the step checked (its metrics
-    ``inputs_finite``, ``labels_in_range``, ``params_finite``); ``epoch`` counts from 0."""
+    ``labels_in_range``, ``params_finite``) and ``inputs_finite`` of its batch; ``epoch``
+    counts from 0."""
     where = f"at step {step} (epoch {epoch + 1})"
     skip = "or rerun with --config.train.skip_nonfinite=True to skip such batches."
-    if not bool(metrics["inputs_finite"]):
+    if not inputs_were_finite:
         return f"The batch {where} holds non-finite inputs (NaN/inf); the update was not applied. Clean the data, {skip}"
     if not bool(metrics["labels_in_range"]):
         return f"The batch {where} holds labels outside the model's classes; the update was not applied. Fix the dataset's labels or its class count."

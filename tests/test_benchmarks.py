@@ -21,7 +21,7 @@ from tclif_jax.models import from_preset, parameters
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 HAS_TORCH = importlib.util.find_spec("torch") is not None
-BENCHMARKS = ("step_time", "breakdown", "memory", "precision_accuracy")
+BENCHMARKS = ("step_time", "breakdown", "memory", "precision_accuracy", "event_projection")
 
 
 def _run(module, *args, timeout=300):
@@ -323,3 +323,18 @@ def test_breakdown_cli_reports_consistent_times():
 
     row = breakdown_table([res]).splitlines()[-1]
     assert row.startswith("| smnist-rec-64 | tclif | float32 | fused |")
+
+
+def test_event_projection_interval_and_densities():
+    from benchmarks.configs.event_projection import densities, get_config
+    from benchmarks.event_projection import bootstrap_interval
+
+    assert bootstrap_interval([2.0] * 15) == (2.0, 2.0)
+    low, high = bootstrap_interval(np.arange(1.0, 16.0))
+    assert low < 8.0 < high and 1.0 <= low and high <= 15.0  # around the median, inside the data
+    config = get_config()
+    assert densities(config) == [0.01, 0.05, 0.2]
+    config.densities = "0.5, 1.5"  # as --config.densities="0.5,1.5" sets it
+    with pytest.raises(ValueError, match=r"fractions in \(0, 1\]"):
+        densities(config)
+    assert densities(get_config("densities=0.3")) == [0.3]

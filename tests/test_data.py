@@ -6,11 +6,13 @@ import logging
 import os
 import socket
 
+import jax
 import numpy as np
 import pytest
 from fixtures_data import write_idx
 
 from tclif_jax import data, testing
+from tclif_jax import events as events_lib
 from tclif_jax.data import download, gsc, mnist, spiking_audio, synthetic
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -478,6 +480,22 @@ def test_stream_modes_give_the_same_batches(tmp_path, name, splits):
         assert xl.nbytes == xd.nbytes  # the training loop's placement sees the dense size
     with pytest.raises(ValueError, match="stream"):
         data.load_dataset(name, dict(cfg, stream="lazy"))
+    # input="events": batches as EventBatch, one k per split, equal to the dense counts.
+    as_events = data.load_dataset(name, dict(cfg, input="events"))
+    for split in splits:
+        xe, xd = as_events.splits[split][0], auto.splits[split][0]
+        assert isinstance(xe, spiking_audio.EventRows) and xe.shape == xd.shape
+        busiest = int((xd != 0).sum(-1).max())
+        assert xe.store.max_active() == busiest and xe.k == events_lib.bucket_k(busiest)
+        order = np.random.default_rng(2).permutation(len(xd))[:7]
+        batch = xe[order]
+        events_lib.validate(batch)
+        assert batch.k == xe.k and batch.shape == (7, 250, 700)
+        want = events_lib.from_dense(xd[order], k=xe.k)
+        for got, ref in zip(jax.tree.leaves(batch), jax.tree.leaves(want)):
+            np.testing.assert_array_equal(got, ref)
+    with pytest.raises(ValueError, match="input"):
+        data.load_dataset(name, dict(cfg, input="sparse"))
 
 
 # ----------------------------------------------------------------------------- corrupt files

@@ -17,7 +17,8 @@ Interface (used by ``tclif_jax.train``):
   labels (N,) int32)``; the model input is ``inputs.astype(float32) * input_scale``.
   ``inputs`` is a numpy array, or for SSC (``spiking_audio.SpikeEvents``) a lazy
   array-like whose ``x[idx]`` bins batch ``idx`` from spike events (``nbytes`` is the
-  dense size; ``np.asarray(x)`` bins everything).
+  dense size; ``np.asarray(x)`` bins everything). With ``input="events"`` (SHD, SSC)
+  it is ``spiking_audio.EventRows``, whose ``x[idx]`` is a ``tclif_jax.events.EventBatch``.
 * ``DataNotFoundError`` (with the folder searched and how to provide the files),
   ``DownloadError`` (with the URL and shell command), ``DataCorruptError`` (with the
   file and what to do). Nothing is downloaded unless ``config.download`` is set
@@ -91,6 +92,7 @@ PLACEMENT_FIELDS = (
     "use_cache",
     "stream",
     "dense_max_gb",
+    "input",
     "on_device",
 )
 # Fields a run's ``config.data`` holds for the training loop, not the loader:

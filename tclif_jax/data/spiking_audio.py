@@ -44,11 +44,13 @@ from tclif_jax.data._common import (
     number,
     take,
 )
+from tclif_jax.events import EventBatch, bucket_k
 
 __all__ = [
     "SPEC",
     "STREAM_MODES",
     "SpikeEvents",
+    "EventRows",
     "bin_spikes",
     "read_events",
     "find_file",
@@ -268,6 +270,57 @@ class SpikeEvents:
             cells[repeat[first]] += np.diff(np.append(first, len(repeat))).astype(self.dtype)
         return out
 
+    def _cells(self, idx: np.ndarray):
+        """The non-empty cells of samples ``idx``: ``(row, channel, count)``, rows
+        ``i * T + step`` over the selection, sorted by (row, channel)."""
+        steps, channels = self.shape[1], self.num_channels
+        parts = [
+            self.blocks[b][s : s + l]
+            for b, s, l in zip(self.block_of[idx], self.start[idx], self.length[idx])
+        ]
+        chans = np.concatenate(parts) if parts else np.zeros(0, np.uint16)
+        rowstep = np.repeat(
+            np.arange(len(idx) * steps, dtype=np.int64), self.bin_counts[idx].ravel()
+        )
+        # Each row's spikes are sorted by channel, rows in order: one cell's spikes are adjacent.
+        flat = rowstep * channels + chans
+        first = (
+            np.flatnonzero(np.concatenate([[True], flat[1:] != flat[:-1]])) if len(flat) else flat
+        )
+        counts = np.diff(np.append(first, len(flat)))
+        cells = flat[first]
+        return cells // channels, cells % channels, counts
+
+    def max_active(self) -> int:
+        """The most channels active in one (sample, step) over the split."""
+        busiest = 0
+        for a in range(0, len(self), _DENSE_CHUNK):
+            rows = self._cells(np.arange(a, min(len(self), a + _DENSE_CHUNK)))[0]
+            busiest = max(busiest, int(np.bincount(rows).max(initial=0)) if len(rows) else 0)
+        return busiest
+
+    def events(self, idx: np.ndarray, k: int) -> EventBatch:
+        """Samples ``idx`` as an ``EventBatch`` (NumPy leaves, leading axes ``(len(idx), T)``,
+        ``k`` entries per row), equal to ``events.from_dense(self.bin(idx), k)``, without
+        the dense counts."""
+        n, steps = len(idx), self.shape[1]
+        rows, chans, counts = self._cells(idx)
+        per_row = np.bincount(rows, minlength=n * steps)
+        if per_row.max(initial=0) > k:
+            raise ValueError(
+                f"k={k} is too small for these samples: a step has {int(per_row.max())} active "
+                "channels; use max_active() of the split."
+            )
+        pos = np.arange(len(rows)) - (np.cumsum(per_row) - per_row)[rows]
+        channels = np.zeros((n * steps, k), np.int32)
+        values = np.zeros((n * steps, k), np.float32)
+        valid = np.zeros((n * steps, k), bool)
+        channels[rows, pos], values[rows, pos], valid[rows, pos] = chans, counts, True
+        shape = (n, steps, k)
+        return EventBatch(
+            channels.reshape(shape), values.reshape(shape), valid.reshape(shape), self.num_channels
+        )
+
     def __array__(self, dtype=None, copy=None):
         out = np.empty(self.shape, self.dtype)
         for a in range(0, len(self), _DENSE_CHUNK):
@@ -286,6 +339,39 @@ class SpikeEvents:
             self.num_channels,
             self.dtype,
         )
+
+
+class EventRows:
+    """A split as model input in events: ``x[idx]`` is an ``EventBatch`` (NumPy leaves,
+    leading axes ``(len(idx), T)``), padded to one ``k`` for the whole split (the split's
+    busiest step, ``bucket_k``), so every batch has one shape, on every process, and the
+    steps compile once. ``shape`` and ``nbytes`` are those of the dense counts."""
+
+    ndim = 3
+
+    def __init__(self, store: SpikeEvents, k: int | None = None):
+        self.store = store
+        self.k = bucket_k(store.max_active()) if k is None else int(k)
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return self.store.shape
+
+    @property
+    def nbytes(self) -> int:
+        return self.store.nbytes
+
+    def __len__(self) -> int:
+        return len(self.store)
+
+    def __repr__(self) -> str:
+        return f"EventRows(k={self.k}, {self.store!r})"
+
+    def __getitem__(self, key) -> EventBatch:
+        return self.store.events(self.store._indices(key), self.k)
+
+    def subset(self, idx) -> EventRows:
+        return EventRows(self.store.subset(idx), self.k)
 
 
 def _remedy(name: str = "") -> str:
@@ -485,7 +571,8 @@ def load_hsd(name: str, config) -> tuple[dict, dict]:
             num_classes=num_classes,
             split=split,
         )
-    stream = stream_splits(config, events)
+    as_events = config.input == "events"
+    stream = as_events or stream_splits(config, events)
     info["stream"] = "events" if stream else "dense"
     info["spikes"] = {s: e.num_spikes for s, e in events.items()}
     info["events_bytes"] = sum(e.events_nbytes for e in events.values())
@@ -493,7 +580,8 @@ def load_hsd(name: str, config) -> tuple[dict, dict]:
     splits = {}
     for split in list(events):
         x = events.pop(split)  # free each split's events once binned
-        splits[split] = (x if stream else np.asarray(x), labels[split])
+        x = EventRows(x) if as_events else x if stream else np.asarray(x)
+        splits[split] = (x, labels[split])
     total = {k: sum(d[k] for d in info["dropped"].values()) for k in DROP_KINDS}
     info["dropped_total"] = total
     logging.info(
@@ -535,6 +623,9 @@ _FIELDS = {
     # force either.
     "stream": choice("auto", STREAM_MODES),
     "dense_max_gb": number(2.0, low=0.0),
+    # "events": batches reach the model as tclif_jax.events.EventBatch (never binned
+    # densely; implies stream="events"); "dense": as (B, T, 700) counts.
+    "input": choice("dense", ("dense", "events")),
 }
 SPECS = tuple(
     DatasetSpec(name, classes, "num_channels", _FIELDS, _loader(name), splits=tuple(files))
