@@ -1,0 +1,219 @@
+"""Event-driven input projection: ``x @ kernel`` from padded events, as a native CPU kernel.
+
+``event_matmul(channels, counts, kernel)`` computes, for each row ``r`` of padded events
+(as in ``tclif_jax.events``), ``sum_k counts[r, k] * kernel[channels[r, k], :]``: the
+product ``x @ kernel`` of the dense row ``x`` the events stand for, reading only the
+kernel rows of active channels. In pure JAX that product is a gather and a segment sum,
+which XLA:CPU compiles to scalar loops, so it is written as two C++ loops
+(``csrc/event_matmul.cc``) called through the XLA FFI:
+
+* the forward: rows in parallel (OpenMP), each adding up the kernel rows of its entries;
+* the kernel's cotangent ``x^T g``, a scatter-add: the entries are bucketed by channel and
+  the channels summed in parallel, so no two threads write the same row.
+
+Both sum in a fixed order, so their results do not depend on the number of threads. The
+counts' cotangent, ``g[r] . kernel[channels[r, k]]``, is plain JAX; XLA drops it when
+nothing uses it, as when the counts are data.
+
+The library is compiled on first use rather than at install time: its FFI headers must
+match the jaxlib that loads it, and installing must not need a compiler. It is built with
+``$CXX`` (default ``c++``) into ``$TCLIF_CACHE_DIR/native/<hash>/`` (default
+``~/.cache/tclif_jax``), where the hash covers the source, the compiler command, the
+jaxlib version and the CPU (it is built with ``-march=native``), so a change of any of
+them builds anew. Where it cannot be built or loaded, where ``TCLIF_NATIVE=0``, and on
+platforms other than CPU, the same function is computed in pure JAX: the events scattered
+into a dense block, then a float32 product at the highest precision. ``status()`` says
+which path is in use and why.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import os
+import platform
+import shlex
+import shutil
+import subprocess
+import threading
+import uuid
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import jaxlib
+from absl import logging
+
+__all__ = ["event_matmul", "available", "status"]
+
+_SOURCE = Path(__file__).parent / "csrc" / "event_matmul.cc"
+_FLAGS = ("-O3", "-std=c++17", "-shared", "-fPIC", "-fopenmp", "-march=native")
+_FORWARD, _TRANSPOSE = "tclif_event_matmul", "tclif_event_matmul_transpose"
+# FFI target name -> the handler's symbol in the library.
+_SYMBOLS = {_FORWARD: "TclifEventMatmul", _TRANSPOSE: "TclifEventMatmulTranspose"}
+
+_lock = threading.Lock()
+_state: tuple[bool, str] | None = None  # (available, status), decided once
+# Targets registered in this process: once each (a library built later is the same code).
+_registered: set[str] = set()
+_libraries: list[ctypes.CDLL] = []  # kept loaded: XLA holds pointers into them
+
+
+def available() -> bool:
+    """Whether the native kernels are built and registered (decided once per process)."""
+    return _load()[0]
+
+
+def status() -> str:
+    """Which path ``event_matmul`` takes on CPU: ``"built: <library>"`` or ``"fallback: <why>"``."""
+    return _load()[1]
+
+
+def reset_for_tests() -> None:
+    """Forget the decision, so that the next call reads the environment again (for tests)."""
+    global _state
+    with _lock:
+        _state = None
+
+
+def event_matmul(channels, counts, kernel) -> jax.Array:
+    """``out (R, n)`` with ``out[r] = sum_k counts[r, k] * kernel[channels[r, k]]``.
+
+    ``channels (R, K)`` integers, ``counts (R, K)`` float32 with 0 on padding (multiply
+    by ``valid`` first), ``kernel (F, n)`` float32. Channels outside ``0..F-1``
+    contribute nothing. Differentiable in ``counts`` and ``kernel``; jit- and vmap-safe.
+    """
+    channels = jnp.asarray(channels)
+    if not jnp.issubdtype(channels.dtype, jnp.integer):
+        raise TypeError(f"event_matmul: channels must be integers, got {channels.dtype}.")
+    channels = channels.astype(jnp.int32)
+    counts, kernel = jnp.asarray(counts, jnp.float32), jnp.asarray(kernel, jnp.float32)
+    if channels.ndim != 2 or counts.shape != channels.shape or kernel.ndim != 2:
+        raise ValueError(
+            "event_matmul takes channels and counts of one shape (R, K) and a kernel (F, n); "
+            f"got {channels.shape}, {counts.shape} and {kernel.shape}."
+        )
+    if not available():
+        return _dense(channels, counts, kernel)
+    return jax.lax.platform_dependent(channels, counts, kernel, cpu=_native, default=_dense)
+
+
+def _dense(channels, counts, kernel):
+    """The pure-JAX path: the events scattered into ``(R, F)``, then the dense product."""
+    rows, num_channels = channels.shape[0], kernel.shape[0]
+    in_range = (channels >= 0) & (channels < num_channels)
+    columns = jnp.where(in_range, channels, num_channels)  # out of range: dropped
+    x = jnp.zeros((rows, num_channels), jnp.float32)
+    x = x.at[jnp.arange(rows)[:, None], columns].add(counts, mode="drop")
+    return jnp.matmul(x, kernel, precision="highest")
+
+
+def _call(target, shape, *args):
+    result = jax.ShapeDtypeStruct(shape, jnp.float32)
+    return jax.ffi.ffi_call(target, result, vmap_method="sequential")(*args)
+
+
+@jax.custom_vjp
+def _native(channels, counts, kernel):
+    return _call(_FORWARD, (channels.shape[0], kernel.shape[1]), channels, counts, kernel)
+
+
+def _native_fwd(channels, counts, kernel):
+    return _native(channels, counts, kernel), (channels, counts, kernel)
+
+
+def _native_bwd(residuals, g):
+    channels, counts, kernel = residuals
+    dkernel = _call(_TRANSPOSE, kernel.shape, channels, counts, g)
+    num_channels = kernel.shape[0]
+    in_range = (channels >= 0) & (channels < num_channels)
+    rows = jnp.take(kernel, jnp.clip(channels, 0, num_channels - 1), axis=0)  # (R, K, n)
+    rows = jnp.where(in_range[..., None], rows, 0.0)
+    dcounts = jnp.einsum("rkn,rn->rk", rows, g, precision="highest")
+    return None, dcounts, dkernel
+
+
+_native.defvjp(_native_fwd, _native_bwd)
+
+
+def _load() -> tuple[bool, str]:
+    global _state
+    with _lock:
+        if _state is None:
+            if os.environ.get("TCLIF_NATIVE") == "0":
+                _state = (False, "fallback: disabled by TCLIF_NATIVE=0")
+            else:
+                try:
+                    _state = (True, f"built: {_build_and_register()}")
+                except Exception as e:  # any failure to build or load: the pure-JAX path
+                    _state = (False, f"fallback: {e}")
+                    logging.warning(
+                        "tclif_jax.event_kernel: the native kernel is unavailable, so events "
+                        "are projected in pure JAX (%s).",
+                        e,
+                    )
+        return _state
+
+
+def _build_and_register() -> Path:
+    """Build the library unless it is cached, load it and register its FFI targets."""
+    command = [*(shlex.split(os.environ.get("CXX", "c++")) or ["c++"]), *_FLAGS]
+    command.append(f"-I{jax.ffi.include_dir()}")
+    key = "\n".join([_SOURCE.read_text(), shlex.join(command), jaxlib.__version__, _cpu_id()])
+    cache = os.environ.get("TCLIF_CACHE_DIR") or Path.home() / ".cache" / "tclif_jax"
+    digest = hashlib.sha256(key.encode()).hexdigest()[:20]
+    library = Path(cache) / "native" / digest / "event_matmul.so"
+    if not library.exists():
+        _compile(command, library)
+    try:
+        lib = ctypes.CDLL(str(library))
+        handlers = {name: getattr(lib, symbol) for name, symbol in _SYMBOLS.items()}
+    except (OSError, AttributeError) as e:
+        raise RuntimeError(f"cannot load {library}: {e}") from e
+    _libraries.append(lib)
+    for name, handler in handlers.items():
+        if name not in _registered:
+            jax.ffi.register_ffi_target(name, jax.ffi.pycapsule(handler), platform="cpu")
+            _registered.add(name)
+    return library
+
+
+def _compile(command: list[str], library: Path) -> None:
+    """Compile the source into ``library`` through a temporary name, so that processes
+    building at once never load a half-written file."""
+    if shutil.which(command[0]) is None:
+        raise RuntimeError(f"no C++ compiler {command[0]!r} (set CXX to one)")
+    library.parent.mkdir(parents=True, exist_ok=True)
+    partial = library.with_name(f".{library.name}.{os.getpid()}.{uuid.uuid4().hex}.tmp")
+    try:
+        done = subprocess.run(
+            [*command, str(_SOURCE), "-o", str(partial)],
+            capture_output=True,
+            text=True,
+            timeout=900,
+        )
+        if done.returncode != 0:
+            lines = done.stderr.splitlines()
+            errors = [line for line in lines if "error" in line] or lines[-5:]
+            raise RuntimeError(
+                f"{shlex.join(command)} failed with exit code {done.returncode}: "
+                + " | ".join(errors[:5])
+            )
+        os.replace(partial, library)
+    finally:
+        partial.unlink(missing_ok=True)
+
+
+def _cpu_id() -> str:
+    """The CPU's model and features, which ``-march=native`` compiles for."""
+    found: dict[str, str] = {}
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                name, _, value = line.partition(":")
+                name = name.strip()
+                if name in ("model name", "flags", "Features", "CPU part") and name not in found:
+                    found[name] = value.strip()
+    except OSError:
+        pass
+    return " | ".join([platform.machine(), platform.processor(), *found.values()])

@@ -1,0 +1,234 @@
+"""tclif_jax.event_kernel: the native event projection and its pure-JAX fallback, against
+a float64 NumPy reference of the dense product they stand for."""
+
+import logging
+import shutil
+
+import jax
+import numpy as np
+import pytest
+
+from tclif_jax import event_kernel
+
+HAS_CXX = shutil.which("c++") is not None
+needs_cxx = pytest.mark.skipif(not HAS_CXX, reason="no C++ compiler 'c++' on this machine")
+TOL = dict(rtol=1e-5, atol=1e-5)
+
+
+@pytest.fixture(autouse=True)
+def fresh_decision(monkeypatch):
+    """Each test decides native or fallback from its own environment."""
+    monkeypatch.delenv("TCLIF_NATIVE", raising=False)
+    event_kernel.reset_for_tests()
+    yield
+    event_kernel.reset_for_tests()
+
+
+@pytest.fixture
+def native():
+    """The native path, built in the default cache (skips without a compiler)."""
+    if not HAS_CXX:
+        pytest.skip("no C++ compiler 'c++' on this machine")
+    assert event_kernel.available(), event_kernel.status()
+
+
+@pytest.fixture(params=["native", "fallback"])
+def either_path(request, monkeypatch):
+    """Each path in turn: the native kernels, then pure JAX (TCLIF_NATIVE=0)."""
+    if request.param == "native":
+        request.getfixturevalue("native")
+    else:
+        monkeypatch.setenv("TCLIF_NATIVE", "0")
+        assert not event_kernel.available()
+
+
+def random_events(rng, rows, k, f, density=0.6):
+    """Counts in {1, 2, 3} on about ``density`` of the entries, padding (channel 0,
+    count 0) on the rest; channels may repeat within a row."""
+    live = rng.random((rows, k)) < density
+    channels = np.where(live, rng.integers(0, f, (rows, k)), 0).astype(np.int32)
+    counts = (rng.integers(1, 4, (rows, k)) * live).astype(np.float32)
+    return channels, counts
+
+
+def reference(channels, counts, kernel, g):
+    """Float64 ``x @ W``, ``x^T g`` and the counts' cotangent ``g[r] . W[channels[r, k]]``
+    for the dense ``x`` the events stand for; channels outside ``0..F-1`` count for nothing."""
+    rows, f = channels.shape[0], kernel.shape[0]
+    keep = (channels >= 0) & (channels < f)
+    r, c = np.arange(rows)[:, None], np.where(keep, channels, 0)
+    x = np.zeros((rows, f))
+    np.add.at(x, (r, c), np.where(keep, counts, 0))
+    w, g = kernel.astype(np.float64), g.astype(np.float64)
+    return x @ w, x.T @ g, np.where(keep, (g @ w.T)[r, c], 0)
+
+
+def run(channels, counts, kernel, g):
+    """Jitted forward, kernel and counts cotangents (a new function: traced afresh)."""
+
+    def f(channels, counts, kernel, g):
+        project = lambda c, w: event_kernel.event_matmul(channels, c, w)  # noqa: E731
+        out, vjp = jax.vjp(project, counts, kernel)
+        dcounts, dkernel = vjp(g)
+        return out, dkernel, dcounts
+
+    return [np.asarray(a) for a in jax.jit(f)(channels, counts, kernel, g)]
+
+
+def check(channels, counts, kernel, seed=0):
+    """The three results against the reference; returns them."""
+    rng = np.random.default_rng(seed)
+    kernel = np.asarray(kernel, np.float32)
+    g = rng.normal(size=(channels.shape[0], kernel.shape[1])).astype(np.float32)
+    got = run(channels, counts, kernel, g)
+    for name, a, b in zip(
+        ("out", "dkernel", "dcounts"), got, reference(channels, counts, kernel, g)
+    ):
+        np.testing.assert_allclose(a, b, **TOL, err_msg=name)
+    return got
+
+
+def kernel_for(f, n, seed=1):
+    return np.random.default_rng(seed).normal(size=(f, n)).astype(np.float32)
+
+
+@pytest.mark.parametrize("rows, k, f, n", [(16, 8, 40, 12), (33, 24, 700, 5), (7, 3, 3, 64)])
+def test_matches_dense_product_and_gradients(native, rows, k, f, n):
+    channels, counts = random_events(np.random.default_rng(rows), rows, k, f)
+    check(channels, counts, kernel_for(f, n))
+
+
+def test_jax_grad_of_a_loss(native):
+    channels, counts = random_events(np.random.default_rng(3), 10, 6, 20)
+    kernel, target = kernel_for(20, 4), kernel_for(10, 4, seed=2)
+
+    def loss(w, c):
+        return ((event_kernel.event_matmul(channels, c, w) - target) ** 2).sum()
+
+    dw, dc = jax.jit(jax.grad(loss, argnums=(0, 1)))(kernel, counts)
+    out = reference(channels, counts, kernel, np.zeros_like(target))[0]
+    _, want_dw, want_dc = reference(channels, counts, kernel, 2 * (out - target))
+    np.testing.assert_allclose(dw, want_dw, **TOL)
+    np.testing.assert_allclose(dc, want_dc, **TOL)
+
+
+def test_edge_cases(either_path):
+    f = 6
+    channels = np.array(
+        [
+            [0, 0, 0, 0, 0, 0],  # empty row: all padding
+            [0, 1, 2, 3, 4, 5],  # every channel active
+            [2, 2, 2, 5, 0, 0],  # a repeated channel adds up
+            [4, 1, 0, 0, 0, 0],  # counts above 1
+        ],
+        np.int32,
+    )
+    counts = np.array(
+        [[0, 0, 0, 0, 0, 0], [1, 1, 1, 1, 1, 1], [1, 2, 1, 1, 0, 0], [3.5, 7, 0, 0, 0, 0]],
+        np.float32,
+    )
+    kernel = kernel_for(f, 9)
+    out, dkernel, _ = check(channels, counts, kernel)
+    np.testing.assert_array_equal(out[0], 0)
+    np.testing.assert_allclose(out[1], kernel.sum(0), **TOL)
+    np.testing.assert_allclose(out[2], 4 * kernel[2] + kernel[5], **TOL)
+    np.testing.assert_allclose(out[3], 3.5 * kernel[4] + 7 * kernel[1], **TOL)
+    assert dkernel.shape == kernel.shape
+
+
+@pytest.mark.parametrize("rows, k", [(1, 1), (1, 5), (9, 1)])
+def test_single_row_or_single_entry(either_path, rows, k):
+    channels, counts = random_events(np.random.default_rng(k), rows, k, 11, density=1.0)
+    check(channels, counts, kernel_for(11, 3))
+
+
+def test_out_of_range_channels_count_for_nothing(either_path):
+    channels = np.array([[-1, 3, 4], [4, 100, 1]], np.int32)
+    kernel = kernel_for(4, 3)
+    out, _, dcounts = check(channels, np.ones((2, 3), np.float32), kernel)
+    np.testing.assert_allclose(out, [kernel[3], kernel[1]], **TOL)  # F = 4: only 3 and 1
+    np.testing.assert_array_equal(dcounts == 0, [[True, False, True], [True, True, False]])
+
+
+def test_vmap(native):
+    channels, counts = random_events(np.random.default_rng(5), 6, 4, 10)
+    kernel = kernel_for(10, 3)
+    batched = jax.vmap(lambda c: event_kernel.event_matmul(channels, c, kernel))(
+        np.stack([counts, 2 * counts])
+    )
+    want = reference(channels, counts, kernel, np.zeros((6, 3), np.float32))[0]
+    np.testing.assert_allclose(batched, np.stack([want, 2 * want]), **TOL)
+
+
+def test_rejects_bad_inputs():
+    with pytest.raises(TypeError, match="integers"):
+        event_kernel.event_matmul(np.zeros((2, 3)), np.zeros((2, 3)), np.zeros((4, 5)))
+    with pytest.raises(ValueError, match="one shape"):
+        event_kernel.event_matmul(np.zeros((2, 3), int), np.zeros((2, 4)), np.zeros((4, 5)))
+    with pytest.raises(ValueError, match="one shape"):
+        event_kernel.event_matmul(np.zeros((1, 2, 3), int), np.zeros((1, 2, 3)), np.zeros((4, 5)))
+
+
+@needs_cxx
+def test_native_is_built_and_used(tmp_path, monkeypatch):
+    monkeypatch.setenv("TCLIF_CACHE_DIR", str(tmp_path))
+    assert event_kernel.available()
+    assert event_kernel.status() == f"built: {next(tmp_path.glob('native/*/event_matmul.so'))}"
+    assert not list(tmp_path.rglob("*.tmp"))  # the temporary name was replaced
+    channels, counts = random_events(np.random.default_rng(0), 5, 4, 8)
+    kernel = kernel_for(8, 3)
+
+    def project(c, w):
+        return event_kernel.event_matmul(channels, c, w)
+
+    assert "@tclif_event_matmul(" in jax.jit(project).lower(counts, kernel).as_text()
+    loss = jax.grad(lambda w: project(counts, w).sum())
+    assert "@tclif_event_matmul_transpose(" in jax.jit(loss).lower(kernel).as_text()
+    # Another platform (exported for CUDA here) lowers the pure-JAX path.
+    exported = jax.export.export(jax.jit(project), platforms=["cuda"])(counts, kernel)
+    assert "@tclif_event" not in exported.mlir_module()
+
+
+@needs_cxx
+def test_disabled_by_environment_gives_the_same_results(native, monkeypatch, caplog):
+    channels, counts = random_events(np.random.default_rng(7), 20, 12, 50)
+    kernel = kernel_for(50, 6)
+    native_results = check(channels, counts, kernel)
+    monkeypatch.setenv("TCLIF_NATIVE", "0")
+    event_kernel.reset_for_tests()
+    with caplog.at_level(logging.WARNING):
+        assert not event_kernel.available()
+    assert event_kernel.status() == "fallback: disabled by TCLIF_NATIVE=0"
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+    project = lambda c: event_kernel.event_matmul(channels, c, kernel)  # noqa: E731
+    assert "@tclif_event" not in jax.jit(project).lower(counts).as_text()
+    for a, b in zip(check(channels, counts, kernel), native_results):
+        np.testing.assert_allclose(a, b, **TOL)
+
+
+def test_missing_compiler_falls_back(tmp_path, monkeypatch, caplog):
+    monkeypatch.setenv("TCLIF_CACHE_DIR", str(tmp_path))
+    monkeypatch.setenv("CXX", str(tmp_path / "no-such-c++"))
+    with caplog.at_level(logging.WARNING):
+        assert not event_kernel.available()
+    assert (
+        event_kernel.status()
+        == f"fallback: no C++ compiler '{tmp_path / 'no-such-c++'}' (set CXX to one)"
+    )
+    assert any("no C++ compiler" in r.getMessage() for r in caplog.records)
+    assert not list(tmp_path.rglob("*.so"))
+    channels, counts = random_events(np.random.default_rng(8), 12, 5, 30)
+    check(channels, counts, kernel_for(30, 7))
+
+
+def test_failing_compiler_falls_back(tmp_path, monkeypatch):
+    if shutil.which("false") is None:
+        pytest.skip("no 'false' program")
+    monkeypatch.setenv("TCLIF_CACHE_DIR", str(tmp_path))
+    monkeypatch.setenv("CXX", "false")
+    assert not event_kernel.available()
+    assert event_kernel.status().startswith("fallback: false -O3")
+    assert "failed with exit code 1" in event_kernel.status()
+    assert not [p for p in tmp_path.rglob("*") if p.is_file()]  # no partial library left
+    channels, counts = random_events(np.random.default_rng(9), 4, 3, 5)
+    check(channels, counts, kernel_for(5, 2))
