@@ -19,10 +19,11 @@ sum they stand for.
 
 The forward uses events for the first layer's input projection only (``project``): the
 model, ``apply`` and the train step take an ``EventBatch`` wherever they take a dense
-input and compute the same function. ``project`` scatters the events into a dense block
-and runs the dense product, so it is the dense path to the last bit, and no faster: an
-event-driven product needs a native kernel (pure-JAX gathers and segment sums compile to
-scalar loops on XLA:CPU), which this module does not have yet.
+input and compute the same function. ``project`` runs ``tclif_jax.event_kernel``: a
+native CPU kernel that reads only the kernel rows of active channels (forward) and
+scatter-adds only their gradient rows (backward), or where that kernel is not built, and
+off the CPU, the dense product on the events scattered into a dense block. Under the
+bfloat16 product policy it takes the dense path, which keeps that policy's rounding.
 """
 
 from __future__ import annotations
@@ -32,6 +33,8 @@ import dataclasses
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+from tclif_jax import event_kernel
 
 __all__ = ["EventBatch", "from_dense", "to_dense", "project", "validate", "bucket_k"]
 
@@ -199,7 +202,16 @@ def to_dense(events: EventBatch, dtype=jnp.float32) -> jax.Array:
 def project(events: EventBatch, kernel: jax.Array, matmul) -> jax.Array:
     """``x @ kernel`` for the dense ``x (..., F)`` the events stand for: ``(..., out)``.
 
-    ``matmul`` is the network's ``MatmulPolicy`` (dtype and precision), so the result
-    equals the dense path's to the last bit.
+    ``matmul`` is the network's ``MatmulPolicy``; a low-precision policy takes the dense
+    product so that its rounding is the dense path's. Otherwise the native event kernel
+    (``tclif_jax.event_kernel``) computes it, equal to the dense product to float32
+    rounding.
     """
-    return matmul(to_dense(events), kernel)
+    if matmul.lowp:
+        return matmul(to_dense(events), kernel)
+    lead, k = events.channels.shape[:-1], events.k
+    counts = jnp.where(events.valid, events.counts, 0).astype(jnp.float32)
+    out = event_kernel.event_matmul(
+        events.channels.reshape(-1, k), counts.reshape(-1, k), kernel.astype(jnp.float32)
+    )
+    return out.reshape(*lead, kernel.shape[-1])

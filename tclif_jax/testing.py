@@ -11,7 +11,7 @@ import os
 
 import numpy as np
 
-__all__ = ["write_hsd", "write_fake_hsd"]
+__all__ = ["write_hsd", "write_fake_hsd", "shd_like_counts"]
 
 
 def write_hsd(
@@ -107,3 +107,27 @@ def write_fake_hsd(
         speakers=speakers,
         time_dtype=time_dtype,
     )
+
+
+def shd_like_counts(
+    n: int, steps: int = 250, channels: int = 700, density: float = 0.05, seed: int = 0
+) -> np.ndarray:
+    """Spike counts ``(n, steps, channels)`` uint8 with SHD-like statistics, batch-major.
+
+    The recipe: each clip gets a spike budget drawn lognormal (sigma 0.3) around
+    ``density * steps * channels`` (clips differ in length and loudness); its spikes fall
+    on channels with probability decaying exponentially over a third of the channels
+    (SHD's cochlea model is busier at one end), at times normal around the middle of the
+    clip (sd steps / 5, clipped); several spikes in one cell add up, so the fraction of
+    non-zero cells is a little below ``density``.
+    """
+    rng = np.random.default_rng(seed)
+    x = np.zeros((n, steps, channels), np.uint8)
+    skew = np.exp(-np.arange(channels) / (channels / 3))
+    skew /= skew.sum()
+    for i in range(n):
+        spikes = int(rng.lognormal(np.log(density * steps * channels), 0.3))
+        t = np.clip(rng.normal(steps / 2, steps / 5, spikes).astype(int), 0, steps - 1)
+        c = rng.choice(channels, spikes, p=skew)
+        np.add.at(x[i], (t, c), 1)
+    return x

@@ -13,7 +13,9 @@ os.environ.setdefault("JAX_PLATFORMS", "cpu")
 # run can amplify into another prediction; a test that checks a figure recorded under a
 # default compile runs it in a child process with DEFAULT_XLA_FLAGS
 # (tests/test_pretrained.py). TCLIF_TEST_FULL_OPT=1 keeps the default compile throughout.
-DEFAULT_XLA_FLAGS = os.environ.get("XLA_FLAGS", "")
+# Kept in the environment: pytest-xdist's workers inherit the flags set below.
+os.environ.setdefault("TCLIF_TEST_DEFAULT_XLA_FLAGS", os.environ.get("XLA_FLAGS", ""))
+DEFAULT_XLA_FLAGS = os.environ["TCLIF_TEST_DEFAULT_XLA_FLAGS"]
 if os.environ.get("TCLIF_TEST_FULL_OPT") != "1":
     os.environ["XLA_FLAGS"] = f"{DEFAULT_XLA_FLAGS} --xla_backend_optimization_level=0".strip()
 

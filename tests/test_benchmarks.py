@@ -21,7 +21,14 @@ from tclif_jax.models import from_preset, parameters
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 HAS_TORCH = importlib.util.find_spec("torch") is not None
-BENCHMARKS = ("step_time", "breakdown", "memory", "precision_accuracy", "event_projection")
+BENCHMARKS = (
+    "step_time",
+    "breakdown",
+    "memory",
+    "precision_accuracy",
+    "event_projection",
+    "event_step",
+)
 
 
 def _run(module, *args, timeout=300):

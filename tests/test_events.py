@@ -10,6 +10,7 @@ import pytest
 from tclif_jax import NEURONS, Execution, NetworkConfig, apply, from_config, parameters
 from tclif_jax import events as ev
 from tclif_jax.events import EventBatch
+from tclif_jax.testing import shd_like_counts
 from tclif_jax.train_steps import inputs_finite, make_train_step
 
 B, T, F = 3, 10, 12
@@ -207,29 +208,13 @@ def test_events_equal_dense_every_neuron(name, strategy):
     _assert_events_equal_dense(name, strategy)
 
 
-def _shd_like(n, steps, channels, seed):
-    """Spike counts shaped like SHD at a small scale: a per-clip spike budget (lognormal,
-    as clip lengths vary), channels drawn with a skew toward the low channels (SHD's
-    cochlea model is busier at one end) and times concentrated mid-clip."""
-    rng = np.random.default_rng(seed)
-    x = np.zeros((n, steps, channels), np.uint8)
-    skew = np.exp(-np.arange(channels) / (channels / 3))
-    skew /= skew.sum()
-    for i in range(n):
-        spikes = int(rng.lognormal(np.log(0.05 * steps * channels), 0.3))
-        t = np.clip(rng.normal(steps / 2, steps / 5, spikes).astype(int), 0, steps - 1)
-        c = rng.choice(channels, spikes, p=skew)
-        np.add.at(x, (i, t, c), 1)
-    return x
-
-
 def test_training_on_events_tracks_dense():
     """200 Adam steps on SHD-shaped events and on their dense counts give the same losses."""
     config = NetworkConfig.from_preset(
         "shd-rec", in_features=32, hidden=(16,), recurrent=(True,), num_classes=4, v_th=0.5
     )
     model = from_config(config, seed=0)
-    x = _shd_like(64, 20, 32, seed=1)
+    x = shd_like_counts(64, 20, 32, seed=1)
     y = np.arange(64) % 4
     events = ev.from_dense(x)
     tx = optax.adam(3e-3)
@@ -256,3 +241,12 @@ def test_inputs_finite_on_arrays_and_events():
     e = ev.from_dense(np.ones((2, 3, 4), np.float32))
     assert inputs_finite(e)
     assert not inputs_finite(e.scaled(jnp.inf))
+
+
+def test_shd_like_counts_have_the_asked_density_and_skew():
+    x = shd_like_counts(40, 50, 100, density=0.05, seed=3)
+    assert x.dtype == np.uint8 and x.shape == (40, 50, 100)
+    assert 0.035 < (x > 0).mean() < 0.06  # repeats in one cell make it a little lower
+    per_channel = (x > 0).mean((0, 1))
+    assert per_channel[:10].mean() > 5 * per_channel[-10:].mean()  # busier low channels
+    np.testing.assert_array_equal(x, shd_like_counts(40, 50, 100, density=0.05, seed=3))
