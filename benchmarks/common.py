@@ -312,6 +312,16 @@ def summarize(times: Sequence[float]) -> dict[str, float]:
     }
 
 
+def bootstrap_interval(values, rounds: int = 2000, seed: int = 0) -> tuple[float, float]:
+    """The 2.5% and 97.5% quantiles of the median over resamples of ``values``."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    v = np.asarray(values, np.float64)
+    medians = np.median(rng.choice(v, (rounds, len(v))), axis=1)
+    return float(np.quantile(medians, 0.025)), float(np.quantile(medians, 0.975))
+
+
 def timed(fn: Callable[[], Any], block: Callable[[Any], Any]) -> float:
     t0 = time.perf_counter()
     block(fn())

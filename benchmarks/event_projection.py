@@ -29,14 +29,6 @@ from benchmarks import common
 NAME = "event_projection"
 
 
-def bootstrap_interval(values, rounds: int = 2000, seed: int = 0) -> tuple[float, float]:
-    """The 2.5% and 97.5% quantiles of the median over resamples of ``values``."""
-    rng = np.random.default_rng(seed)
-    v = np.asarray(values, np.float64)
-    medians = np.median(rng.choice(v, (rounds, len(v))), axis=1)
-    return float(np.quantile(medians, 0.025)), float(np.quantile(medians, 0.975))
-
-
 def _functions(jax, jnp, brainevent):
     forward = jax.jit(lambda x, w: jnp.matmul(x, w, precision="highest"))
     weight_grad = jax.jit(lambda x, g: jnp.matmul(x.T, g, precision="highest"))
@@ -95,7 +87,7 @@ def run(config) -> None:
             ratios = np.array(times[f"event_{part}"]) / np.array(times[f"dense_{part}"])
             entry[f"ratio_{part}"] = {
                 "median": float(np.median(ratios)),
-                "ci95": bootstrap_interval(ratios, seed=config.seed),
+                "ci95": common.bootstrap_interval(ratios, seed=config.seed),
             }
         entry["max_abs_deviation"] = deviation
         results[str(density)] = entry

@@ -24,7 +24,6 @@ import time
 import numpy as np
 
 from benchmarks import common
-from benchmarks.event_projection import bootstrap_interval
 
 NAME = "event_step"
 
@@ -94,7 +93,7 @@ def run(config) -> None:
         for neuron in neurons:
             base = f"{neuron}/{density}"
             ratios = np.array(times[f"{base}/events"]) / np.array(times[f"{base}/dense"])
-            low, high = bootstrap_interval(ratios, seed=config.seed)
+            low, high = common.bootstrap_interval(ratios, seed=config.seed)
             results[f"{base}/ratio"] = {"median": float(np.median(ratios)), "ci95": [low, high]}
             log(
                 f"{base}: dense {results[base + '/dense']['median_s']:.3f} s, events "

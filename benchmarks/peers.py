@@ -9,7 +9,12 @@ Two settings, the same network and the same step in every library:
 
 * ``a``: the SHD-shaped network 700-128-128-20, LIF (decay 0.5, threshold 1, soft reset),
   a Linear readout summed over T = 250, softmax cross-entropy, and one Adam update: a
-  whole train step. Input: Bernoulli(0.05) spikes, as SHD's.
+  whole train step. Input: Bernoulli(0.05) spikes, as SHD's. The spiking layers' weights
+  are scaled by ``weight_scale`` (4 by default, the same in every library) so that the
+  hidden layers fire (LIF about 4% and 3%, TC-LIF 7% and 15% at the first step; with
+  PyTorch's init alone they stay near 0%, and anything spike-dependent would look too
+  cheap). Ours runs with dense input and, with ``inputs=events``, with the spikes as an
+  ``EventBatch`` (``tclif_jax.events``).
 * ``b``: the Open Neuromorphic library benchmark (open-neuromorphic.org, "SNN library
   benchmarks"): one Linear(n, n) + LIF layer, T = 500, batch 16, standard-normal input,
   forward + backward of ``loss = sum of the output spikes`` (the benchmark's
@@ -38,10 +43,12 @@ the reset and the spike (``tests/test_peers.py`` checks the spike trains on shar
   (ours with ``reset="hard"``), same weight scaling.
 
 Timing: every configuration is built and compiled first (compile time reported apart),
-runs ``warmup`` steps, then ``repeats`` interleaved rounds in which each runs ``settle``
-untimed steps and one timed step, blocked on its result (``jax.block_until_ready``; torch
-on CUDA: ``torch.cuda.synchronize``). We report median, min, max and IQR per
-configuration, counted matmul GFLOP/s, and each row's time over the fastest peer's. The
+runs ``warmup`` steps, then ``repeats`` rounds (15 by default) in which each, in an order
+shuffled per round, runs ``settle`` untimed steps and one timed step, blocked on its
+result (``jax.block_until_ready``; torch on CUDA: ``torch.cuda.synchronize``). We report
+median, min, max and IQR per configuration, counted matmul GFLOP/s, each row's median
+over the fastest peer's, and the median of the per-round ratios to that peer with a
+bootstrap 95% interval, and the hidden layers' firing rates of ours. The
 first step's loss is recorded too: in setting ``b`` it is the spike count of the first
 forward, nearly equal across libraries by the above.
 """
@@ -54,6 +61,8 @@ import importlib.util
 import json
 import os
 import time
+
+import numpy as np
 
 from benchmarks import common
 
@@ -114,13 +123,14 @@ class Problem:
     decay: float = 0.5
     learning_rate: float = 1e-3
     seed: int = 0
+    weight_scale: float = 1.0  # times every spiking layer's Linear weights
 
     @classmethod
     def from_config(cls, config) -> Problem:
         if config.setting == "a":
-            widths, classes, batch, steps = (700, 128, 128), 20, 64, 250
+            widths, classes, batch, steps, scale = (700, 128, 128), 20, 64, 250, 4.0
         else:
-            widths, classes, batch, steps = (config.n, config.n), 0, 16, 500
+            widths, classes, batch, steps, scale = (config.n, config.n), 0, 16, 500, 1.0
         return cls(
             config.setting,
             config.batch or batch,
@@ -130,6 +140,7 @@ class Problem:
             float(config.decay),
             float(config.learning_rate),
             int(config.seed),
+            float(config.weight_scale or scale),
         )
 
     @property
@@ -153,7 +164,8 @@ class Problem:
 
     def weights(self):
         """``[(W (in, out), b (out,)), ...]`` for every Linear (the readout last, setting a),
-        PyTorch's default init U(-1/sqrt(in), 1/sqrt(in)), drawn once from ``seed``."""
+        PyTorch's default init U(-1/sqrt(in), 1/sqrt(in)), drawn once from ``seed``; the
+        spiking layers' ``W`` times ``weight_scale`` (so that the hidden layers fire)."""
         import numpy as np
 
         rng = np.random.default_rng(self.seed + 1)
@@ -163,6 +175,8 @@ class Problem:
             bound = 1.0 / np.sqrt(fan_in)
             w = rng.uniform(-bound, bound, (fan_in, fan_out)).astype(np.float32)
             b = rng.uniform(-bound, bound, (fan_out,)).astype(np.float32)
+            if len(out) < len(self.hidden):
+                w = (w * np.float32(self.weight_scale)).astype(np.float32)
             out.append((w, b))
         return out
 
@@ -208,11 +222,23 @@ class OursRunner:
     ``settings`` overrides neuron settings (the tests set ``reset_order`` and ``reset``).
     """
 
-    def __init__(self, problem, neuron, strategy, weights, x, y, precision="highest", **settings):
+    def __init__(
+        self,
+        problem,
+        neuron,
+        strategy,
+        weights,
+        x,
+        y,
+        precision="highest",
+        inputs="dense",
+        **settings,
+    ):
         import jax
         import jax.numpy as jnp
         import optax
 
+        from tclif_jax import events
         from tclif_jax.config import NetworkConfig
         from tclif_jax.execution import Execution
         from tclif_jax.models import apply, from_config
@@ -235,7 +261,9 @@ class OursRunner:
         self.execution = Execution(strategy=strategy, matmul_precision=precision)
         self.strategy, self.resolved = strategy, self.execution.resolved_strategy()
         auto = f"({self.resolved})" if strategy == "auto" else ""
-        self.name = f"ours-{neuron}-{strategy}{auto}"
+        self.inputs = inputs
+        kind = "-events" if inputs == "events" else ""
+        self.name = f"ours-{neuron}-{strategy}{auto}{kind}"
         self.model = from_config(cfg, seed=problem.seed, execution=self.execution)
         typed = self.model.params()
         layers = tuple(
@@ -249,7 +277,12 @@ class OursRunner:
         params = typed._replace(layers=layers, readout=Dense(w, b))
         # Copies: the train step donates its params.
         params = jax.tree.map(lambda a: jnp.array(a, jnp.float32), params)
+        if inputs == "events":
+            x = events.from_dense(x)  # setting a's spikes (checked by the config)
         self.x, self.y = jax.device_put(x), jax.device_put(y)
+        # The hidden layers' firing at the initial weights, which every library shares.
+        rates = apply(cfg, params, self.x, self.execution)[1]["firing_rates"]
+        self.firing_rates = [round(float(r), 5) for r in rates]
         t0 = time.perf_counter()
         if problem.setting == "a":
             tx = optax.adam(problem.learning_rate)
@@ -596,12 +629,13 @@ def serve_peer(config, lib: str) -> None:
 
 def build_runners(config, problem, log) -> tuple[list, list[dict]]:
     """Every configuration the config asks for, built and compiled; and the skipped ones."""
-    from benchmarks.configs.peers import LIBRARIES, NEURONS, STRATEGIES
+    from benchmarks.configs.peers import INPUTS, LIBRARIES, NEURONS, STRATEGIES
     from tclif_jax.execution import Execution
 
     libs = common.choose_list("libraries", config.libraries, LIBRARIES, LIBRARIES)
     neurons = common.choose_list("neurons", config.neurons, NEURONS, NEURONS)
     strategies = common.choose_list("strategy", config.strategy, STRATEGIES, STRATEGIES[1:])
+    input_kinds = common.choose_list("inputs", config.inputs, INPUTS, INPUTS)
     x, y = problem.data()
     weights = problem.weights()
     runners, skipped, workers = [], [], {}
@@ -631,11 +665,19 @@ def build_runners(config, problem, log) -> tuple[list, list[dict]]:
                     if resolved in seen:  # auto = layerwise on GPU: time it once
                         continue
                     seen.add(resolved)
-                    r = OursRunner(
-                        problem, neuron, st, weights, x, y, precision=config.matmul_precision
-                    )
-                    runners.append(r)
-                    log(f"compiled {r.name} in {r.compile_s:.1f} s")
+                    for kind in input_kinds:
+                        r = OursRunner(
+                            problem,
+                            neuron,
+                            st,
+                            weights,
+                            x,
+                            y,
+                            precision=config.matmul_precision,
+                            inputs=kind,
+                        )
+                        runners.append(r)
+                        log(f"compiled {r.name} in {r.compile_s:.1f} s; firing {r.firing_rates}")
         elif lib == "spyx":
             r = SpyxRunner(problem, weights, x, y)
             runners.append(r)
@@ -682,8 +724,10 @@ def run(config, peer_worker: str = "") -> dict:
                     r.last_loss if isinstance(r, PeerWorker) else r.loss(r.last_loss)
                 )
     times = {r.name: [] for r in runners}
+    order = np.random.default_rng(problem.seed)
     for i in range(config.repeats):
-        for r in runners:
+        for j in order.permutation(len(runners)):  # a new order every round
+            r = runners[j]
             for _ in range(config.settle):
                 time_one(r)
             times[r.name].append(time_one(r))
@@ -707,13 +751,28 @@ def run(config, peer_worker: str = "") -> dict:
             "first_loss": first_loss.get(r.name),
         }
         if isinstance(r, OursRunner):
-            rec.update(neuron=r.neuron, strategy=r.strategy, resolved_strategy=r.resolved)
+            rec.update(
+                neuron=r.neuron,
+                strategy=r.strategy,
+                resolved_strategy=r.resolved,
+                inputs=r.inputs,
+                firing_rates=r.firing_rates,
+            )
         if isinstance(r, PeerWorker):
             rec.update(device=r.device, process="separate")
         results.append(rec)
-    peers = [rec["median_s"] for rec in results if rec["library"] != "ours"]
+    peers = [rec for rec in results if rec["library"] != "ours"]
+    fastest = min(peers, key=lambda rec: rec["median_s"]) if peers else None
     for rec in results:
-        rec["ratio_vs_fastest_peer"] = rec["median_s"] / min(peers) if peers else None
+        rec["ratio_vs_fastest_peer"] = rec["median_s"] / fastest["median_s"] if peers else None
+        if peers:
+            # Per round, this configuration's time over the fastest peer's in that round.
+            ratios = np.array(times[rec["name"]]) / np.array(times[fastest["name"]])
+            rec["ratio_vs_fastest_peer_per_round"] = {
+                "peer": fastest["name"],
+                "median": float(np.median(ratios)),
+                "ci95": list(common.bootstrap_interval(ratios, seed=problem.seed)),
+            }
 
     out = {
         "benchmark": "peers",
@@ -724,6 +783,7 @@ def run(config, peer_worker: str = "") -> dict:
         "widths": list(problem.widths),
         "classes": problem.classes,
         "repeats": config.repeats,
+        "weight_scale": problem.weight_scale,
         "flops_counted": flops,
         "versions": {lib: library_version(lib) for lib in ("ours", *PEER_MODULES)},
         "peer_notes": {k: v for k, v in PEER_NOTES.items() if k in {r.library for r in runners}},
@@ -748,7 +808,8 @@ def print_table(out) -> None:
     )
     print(
         f"\nsetting {out['setting']}: {shape}, batch {out['batch']}, T {out['steps']} | "
-        f"{m['host_cpu']} x{m['cpu_count']} ({m['device']}) | load {m['loadavg_1min']}"
+        f"{m['host_cpu']} x{m['cpu_count']} ({m['device']}) | load {m['loadavg_1min']} | "
+        f"weights x{out['weight_scale']:g}"
     )
     print(
         f"{'configuration':28s} {'version':>8s} {'median s':>9s} {'min-max s':>15s} "
@@ -762,6 +823,15 @@ def print_table(out) -> None:
             f"{ratio if ratio is not None else float('nan'):11.3f} "
             f"{r['first_loss'] if r['first_loss'] is not None else float('nan'):10.4g}"
         )
+    for r in out["results"]:
+        per_round = r.get("ratio_vs_fastest_peer_per_round")
+        if r["library"] == "ours" and per_round:
+            low, high = per_round["ci95"]
+            print(
+                f"{r['name']}: {per_round['median']:.3f}x {per_round['peer']} per round, "
+                f"95% CI [{low:.3f}, {high:.3f}]; hidden firing "
+                + ", ".join(f"{100 * f:.2f}%" for f in r["firing_rates"])
+            )
     for s in out["skipped"]:
         print(f"skipped {s['library']}: {s['reason']}")
 

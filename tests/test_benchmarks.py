@@ -334,10 +334,9 @@ def test_breakdown_cli_reports_consistent_times():
 
 def test_event_projection_interval_and_densities():
     from benchmarks.configs.event_projection import densities, get_config
-    from benchmarks.event_projection import bootstrap_interval
 
-    assert bootstrap_interval([2.0] * 15) == (2.0, 2.0)
-    low, high = bootstrap_interval(np.arange(1.0, 16.0))
+    assert common.bootstrap_interval([2.0] * 15) == (2.0, 2.0)
+    low, high = common.bootstrap_interval(np.arange(1.0, 16.0))
     assert low < 8.0 < high and 1.0 <= low and high <= 15.0  # around the median, inside the data
     config = get_config()
     assert densities(config) == [0.01, 0.05, 0.2]

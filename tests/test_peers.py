@@ -207,3 +207,19 @@ def test_peer_steps_run_and_learn(lib):
         r.block(out)
         losses.append(r.loss(out))
     assert np.all(np.isfinite(losses)) and losses[-1] < losses[0]
+
+
+def test_weight_scale_multiplies_the_spiking_layers_only():
+    from benchmarks.configs.peers import get_config
+
+    base = peers.Problem("a", 3, 12, (12, 16, 16), 5).weights()
+    scaled = peers.Problem("a", 3, 12, (12, 16, 16), 5, weight_scale=4.0).weights()
+    for (w, b), (ws, bs) in zip(base[:2], scaled[:2]):
+        np.testing.assert_array_equal(ws, np.float32(4.0) * w)
+        np.testing.assert_array_equal(bs, b)
+    np.testing.assert_array_equal(scaled[2][0], base[2][0])  # the readout keeps its init
+    assert peers.Problem.from_config(get_config("setting=a")).weight_scale == 4.0
+    assert peers.Problem.from_config(get_config("setting=b")).weight_scale == 1.0
+    assert peers.Problem.from_config(get_config("setting=a,weight_scale=2")).weight_scale == 2.0
+    with pytest.raises(ValueError, match="inputs=events needs setting=a"):
+        get_config("setting=b,inputs=events")
