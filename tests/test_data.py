@@ -245,6 +245,7 @@ def test_gsc_features_from_mocked_tfds_and_cache(tfds_mock, tmp_path, monkeypatc
 
 
 @pytest.mark.filterwarnings("ignore:n_fft=480 is too large")
+@pytest.mark.slow  # librosa's first import compiles numba kernels (~25 s)
 def test_gsc_features_match_librosa_recipe():
     librosa = pytest.importorskip("librosa")
     recipe = gsc.recipe_of(data.default_config("gsc"))

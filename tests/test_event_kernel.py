@@ -169,6 +169,7 @@ def test_rejects_bad_inputs():
         event_kernel.event_matmul(np.zeros((1, 2, 3), int), np.zeros((1, 2, 3)), np.zeros((4, 5)))
 
 
+@pytest.mark.slow  # compiles the library afresh (a compiler subprocess)
 @needs_cxx
 def test_native_is_built_and_used(tmp_path, monkeypatch):
     monkeypatch.setenv("TCLIF_CACHE_DIR", str(tmp_path))
