@@ -19,6 +19,21 @@ DEFAULT_XLA_FLAGS = os.environ["TCLIF_TEST_DEFAULT_XLA_FLAGS"]
 if os.environ.get("TCLIF_TEST_FULL_OPT") != "1":
     os.environ["XLA_FLAGS"] = f"{DEFAULT_XLA_FLAGS} --xla_backend_optimization_level=0".strip()
 
+# A compilation cache on disk for the session, shared by pytest-xdist's workers and the
+# child processes (all inherit the environment): many tests compile the same programs
+# (the toy task's train step, above all), which the in-memory cache cannot reuse across
+# tests because each builds its functions anew. Made by the first process, which removes
+# it at the end (pytest_unconfigure); TCLIF_TEST_NO_COMPILE_CACHE=1 turns it off.
+if os.environ.get("TCLIF_TEST_NO_COMPILE_CACHE") != "1" and not os.environ.get(
+    "JAX_COMPILATION_CACHE_DIR"
+):
+    import tempfile
+
+    os.environ["JAX_COMPILATION_CACHE_DIR"] = tempfile.mkdtemp(prefix="tclif-test-xla-cache-")
+    os.environ["TCLIF_TEST_COMPILE_CACHE_OWNER"] = str(os.getpid())
+    os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"
+    os.environ["JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES"] = "0"
+
 import jax  # noqa: E402
 
 jax.config.update("jax_enable_x64", False)
@@ -33,6 +48,13 @@ HAS_MNIST = os.path.exists(os.path.join(MNIST_DIR, "train-images-idx3-ubyte.gz")
 # notebook or read real data. A test taking one of these fixtures is marked here, so a new
 # one joins the tier without anyone remembering a marker; others carry @pytest.mark.slow.
 SLOW_FIXTURES = {"cli", "mnist_dir", "processes", "torch_process", "sleeper", "tmpfs"}
+
+
+def pytest_unconfigure(config):
+    if os.environ.get("TCLIF_TEST_COMPILE_CACHE_OWNER") == str(os.getpid()):
+        import shutil
+
+        shutil.rmtree(os.environ["JAX_COMPILATION_CACHE_DIR"], ignore_errors=True)
 
 
 def pytest_collection_modifyitems(items):
