@@ -149,6 +149,17 @@ def render_card(info: dict) -> str:
     return "\n".join(lines)
 
 
+def epochs_run(workdir: str, history: list[dict]) -> int:
+    """Epochs the run completed: its ``metrics.jsonl`` (which goes on past the best
+    checkpoint), else the checkpoint's own history."""
+    path = os.path.join(workdir, "metrics.jsonl")
+    epochs = [h["epoch"] for h in history]
+    if os.path.exists(path):
+        with open(path) as f:
+            epochs += [json.loads(line)["epoch"] for line in f if line.strip()]
+    return max(epochs)
+
+
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
@@ -225,7 +236,7 @@ def main(argv):
         epoch=meta["epoch"],  # epochs completed by the checkpoint
         inside_epoch=record is None,
         step=meta["step"],
-        epochs_run=max(h["epoch"] for h in history),
+        epochs_run=epochs_run(workdir, history),
         run_test_acc=record["test_acc"] if record else None,
         run_best_test_acc=meta.get("best_test_acc"),
         eval_batch_size=batch,

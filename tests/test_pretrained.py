@@ -239,3 +239,13 @@ def test_publish_records_the_command_that_trained_the_run():
         "--workdir=runs/smnist-rec40-tclif --config.data.dir=/data/mnist "
         "--config.optimizer.decay_epochs=(10,) --config.train.num_epochs=25"
     )
+
+
+def test_publish_counts_the_epochs_the_run_went_on_after_its_best_checkpoint(tmp_path):
+    from experiments.publish import epochs_run
+
+    history = [{"epoch": e, "step": 10 * e} for e in (1, 2)]  # the best checkpoint's
+    assert epochs_run(str(tmp_path), history) == 2  # no metrics.jsonl: the checkpoint's
+    lines = [json.dumps({"epoch": e, "step": 10 * e}) for e in (1, 2, 3, 4)]
+    (tmp_path / "metrics.jsonl").write_text("\n".join(lines) + "\n")
+    assert epochs_run(str(tmp_path), history) == 4
