@@ -8,10 +8,12 @@ which XLA:CPU compiles to scalar loops, so it is written as two C++ loops
 (``csrc/event_matmul.cc``) called through the XLA FFI:
 
 * the forward: rows in parallel (OpenMP), each adding up the kernel rows of its entries;
-* the kernel's cotangent ``x^T g``, a scatter-add: the entries are bucketed by channel and
-  the channels summed in parallel, so no two threads write the same row.
+* the kernel's cotangent ``x^T g``, a scatter-add: the rows are cut into a fixed number of
+  chunks, each adding its entries into its own ``(F, n)`` partial sum (which stays in
+  cache while ``g`` is read row by row), then the partials are added up in chunk order.
 
-Both sum in a fixed order, so their results do not depend on the number of threads. The
+Both sum in an order fixed by the shapes, so their results do not depend on the number of
+threads. The
 counts' cotangent, ``g[r] . kernel[channels[r, k]]``, is plain JAX; XLA drops it when
 nothing uses it, as when the counts are data.
 

@@ -92,7 +92,10 @@ def kernel_for(f, n, seed=1):
     return np.random.default_rng(seed).normal(size=(f, n)).astype(np.float32)
 
 
-@pytest.mark.parametrize("rows, k, f, n", [(16, 8, 40, 12), (33, 24, 700, 5), (7, 3, 3, 64)])
+# (20, 6, 4096, 1024): partial sums of 16 MiB each, so the transpose takes 4 chunks.
+@pytest.mark.parametrize(
+    "rows, k, f, n", [(16, 8, 40, 12), (33, 24, 700, 5), (7, 3, 3, 64), (20, 6, 4096, 1024)]
+)
 def test_matches_dense_product_and_gradients(native, rows, k, f, n):
     channels, counts = random_events(np.random.default_rng(rows), rows, k, f)
     check(channels, counts, kernel_for(f, n))
@@ -167,6 +170,39 @@ def test_rejects_bad_inputs():
         event_kernel.event_matmul(np.zeros((2, 3), int), np.zeros((2, 4)), np.zeros((4, 5)))
     with pytest.raises(ValueError, match="one shape"):
         event_kernel.event_matmul(np.zeros((1, 2, 3), int), np.zeros((1, 2, 3)), np.zeros((4, 5)))
+
+
+THREADS_SCRIPT = """
+import hashlib, numpy as np, jax
+from tclif_jax import event_kernel
+rng = np.random.default_rng(3)
+live = rng.random((300, 16)) < 0.7
+channels = np.where(live, rng.integers(0, 90, (300, 16)), 0).astype(np.int32)
+counts = (rng.integers(1, 4, (300, 16)) * live).astype(np.float32)
+kernel = rng.normal(size=(90, 40)).astype(np.float32)
+g = rng.normal(size=(300, 40)).astype(np.float32)
+out, vjp = jax.vjp(lambda w: event_kernel.event_matmul(channels, counts, w), kernel)
+assert event_kernel.available(), event_kernel.status()
+print(hashlib.sha256(np.asarray(out).tobytes() + np.asarray(vjp(g)[0]).tobytes()).hexdigest())
+"""
+
+
+@pytest.mark.slow  # two subprocesses
+@needs_cxx
+def test_results_do_not_depend_on_the_number_of_threads():
+    import os
+    import subprocess
+    import sys
+
+    digests = []
+    for threads in ("1", "2", "3"):
+        env = {**os.environ, "OMP_NUM_THREADS": threads}
+        done = subprocess.run(
+            [sys.executable, "-c", THREADS_SCRIPT], env=env, capture_output=True, text=True
+        )
+        assert done.returncode == 0, done.stderr[-2000:]
+        digests.append(done.stdout.split()[-1])
+    assert len(set(digests)) == 1, digests
 
 
 @pytest.mark.slow  # compiles the library afresh (a compiler subprocess)

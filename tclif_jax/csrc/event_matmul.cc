@@ -4,9 +4,10 @@
 //   tclif_event_matmul:           out[r, :] = sum_k counts[r, k] * kernel[channels[r, k], :]
 //   tclif_event_matmul_transpose: dW[c, :]  = sum over (r, k) with channels[r, k] == c
 //                                              of counts[r, k] * g[r, :]
-// Entries with count 0 (padding) and channels outside 0..F-1 are skipped. Both loops
-// sum in (r, k) order for every output element, so the results do not depend on the
-// number of threads.
+// Entries with count 0 (padding) and channels outside 0..F-1 are skipped. Both sum
+// every output element in an order fixed by the shapes (the forward in (r, k) order; the
+// transpose per chunk of rows, then the chunks in order), so the results do not depend
+// on the number of threads.
 
 #include <cstdint>
 #include <vector>
@@ -59,9 +60,24 @@ ffi::Error EventMatmulImpl(Ints channels, Floats counts, Floats kernel, FloatsOu
   return ffi::Error::Success();
 }
 
-// dW (F, n) from channels, counts (R, K) and the output cotangent g (R, n). The live
-// entries are bucketed by channel (a counting sort, in (r, k) order), then each channel's
-// row of dW is summed by one thread: no two threads write the same row.
+// The number of row chunks of the transpose: a function of the shapes only (never of the
+// thread count), so that dW is summed in one order whatever the threads. Enough chunks
+// to keep the cores busy, and their partial sums (chunks x F x n floats) within 64 MiB.
+int64_t TransposeChunks(int64_t rows, int64_t num_channels, int64_t n) {
+  constexpr int64_t kMaxChunks = 16;
+  constexpr int64_t kMaxPartialFloats = int64_t{16} << 20;  // 64 MiB of float32
+  const int64_t per_chunk = num_channels * n > 0 ? num_channels * n : 1;
+  int64_t chunks = kMaxPartialFloats / per_chunk;
+  if (chunks > kMaxChunks) chunks = kMaxChunks;
+  if (chunks > rows) chunks = rows;
+  return chunks < 1 ? 1 : chunks;
+}
+
+// dW (F, n) from channels, counts (R, K) and the output cotangent g (R, n). The rows are
+// cut into a fixed number of chunks; each chunk adds its entries, in (r, k) order, into
+// its own (F, n) partial sum, reading g row by row (each row once, from cache) while the
+// partial stays in cache; then each element of dW is the sum of the partials in chunk
+// order. Chunks and channels run in parallel; no two threads write the same memory.
 ffi::Error EventMatmulTransposeImpl(Ints channels, Floats counts, Floats g,
                                     FloatsOut dkernel) {
   if (auto err = CheckEvents(channels, counts); err.failure()) return err;
@@ -74,28 +90,37 @@ ffi::Error EventMatmulTransposeImpl(Ints channels, Floats counts, Floats g,
   const float* cn = counts.typed_data();
   const float* gd = g.typed_data();
   float* dw = dkernel->typed_data();
-
-  const int64_t entries = rows * k;
-  std::vector<int64_t> start(num_channels + 1, 0);
-  for (int64_t e = 0; e < entries; ++e) {
-    if (Live(ch[e], cn[e], num_channels)) ++start[ch[e] + 1];
-  }
-  for (int64_t c = 0; c < num_channels; ++c) start[c + 1] += start[c];
-  std::vector<int64_t> order(start[num_channels]);
-  std::vector<int64_t> next(start.begin(), start.end() - 1);
-  for (int64_t e = 0; e < entries; ++e) {
-    if (Live(ch[e], cn[e], num_channels)) order[next[ch[e]]++] = e;
+  const int64_t size = num_channels * n;
+  if (rows == 0 || size == 0) {
+    for (int64_t i = 0; i < size; ++i) dw[i] = 0.0f;
+    return ffi::Error::Success();
   }
 
-#pragma omp parallel for schedule(dynamic, 4)
-  for (int64_t c = 0; c < num_channels; ++c) {
-    float* dst = dw + c * n;
-    for (int64_t j = 0; j < n; ++j) dst[j] = 0.0f;
-    for (int64_t i = start[c]; i < start[c + 1]; ++i) {
-      const int64_t e = order[i];
-      const float v = cn[e];
-      const float* src = gd + (e / k) * n;
-      for (int64_t j = 0; j < n; ++j) dst[j] += v * src[j];
+  const int64_t chunks = TransposeChunks(rows, num_channels, n);
+  std::vector<float> partial(chunks * size, 0.0f);
+
+#pragma omp parallel for schedule(static, 1)
+  for (int64_t c = 0; c < chunks; ++c) {
+    float* acc = partial.data() + c * size;
+    const int64_t first = rows * c / chunks, last = rows * (c + 1) / chunks;
+    for (int64_t r = first; r < last; ++r) {
+      const float* src = gd + r * n;
+      for (int64_t e = r * k; e < (r + 1) * k; ++e) {
+        if (!Live(ch[e], cn[e], num_channels)) continue;
+        const float v = cn[e];
+        float* dst = acc + static_cast<int64_t>(ch[e]) * n;
+        for (int64_t j = 0; j < n; ++j) dst[j] += v * src[j];
+      }
+    }
+  }
+
+#pragma omp parallel for schedule(static)
+  for (int64_t row = 0; row < num_channels; ++row) {
+    float* dst = dw + row * n;
+    for (int64_t j = 0; j < n; ++j) dst[j] = partial[row * n + j];
+    for (int64_t c = 1; c < chunks; ++c) {
+      const float* src = partial.data() + c * size + row * n;
+      for (int64_t j = 0; j < n; ++j) dst[j] += src[j];
     }
   }
   return ffi::Error::Success();
