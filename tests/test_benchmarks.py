@@ -344,3 +344,41 @@ def test_event_projection_interval_and_densities():
     with pytest.raises(ValueError, match=r"fractions in \(0, 1\]"):
         densities(config)
     assert densities(get_config("densities=0.3")) == [0.3]
+
+
+def test_event_projection_times_the_native_kernel_against_dense(capsys):
+    from benchmarks import event_projection
+    from benchmarks.configs.event_projection import get_config
+
+    config = get_config("batch=2,steps=8,rounds=2,warmup=1,densities=0.3,json=True")
+    event_projection.run(config)
+    res = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert res["rows"] == 16 and res["features"] == 700 and res["width"] == 128
+    entry = res["results"]["0.3"]
+    for part in ("forward", "weight_grad"):
+        assert entry["max_abs_deviation"]["native"][part] < 1e-4, entry["max_abs_deviation"]
+        low, high = entry[f"ratio_native_{part}"]["ci95"]
+        assert 0 < low <= entry[f"ratio_native_{part}"]["median"] <= high
+        assert entry[f"native_{part}"]["n"] == entry[f"dense_{part}"]["n"] == 2
+    assert entry["k"] >= 700 * 0.3 * 0.5  # about 210 of 700 channels per row are active
+
+
+@pytest.mark.slow  # compiles three train steps
+def test_event_breakdown_times_the_products_and_the_steps(capsys):
+    from benchmarks import event_breakdown
+    from benchmarks.configs.event_breakdown import get_config
+
+    with pytest.raises(ValueError, match="Unknown config argument 'bogus'"):
+        get_config("bogus=1")
+    with pytest.raises(ValueError, match="lif"):
+        get_config("neurons=alif")
+    event_breakdown.run(get_config("batch=2,steps=6,rounds=2,neurons=lif,json=True"))
+    res = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert res["batch"] == 2 and res["steps"] == 6 and res["rounds"] == 2
+    kinds = ("dense", "events", "floor")
+    products = [f"product/{p}_{q}" for p in ("dense", "native") for q in ("forward", "weight_grad")]
+    for name in [*products, *(f"lif/{k}" for k in kinds)]:
+        assert res["results"][name]["n"] == 2 and res["results"][name]["median_s"] > 0, name
+    for kind in ("events", "floor"):
+        ratio = res["results"][f"lif/{kind}_over_dense"]
+        assert ratio["ci95"][0] <= ratio["median"] <= ratio["ci95"][1]

@@ -223,25 +223,27 @@ def test_quickstart_figures_come_from_their_file():
     assert record["regenerate"] in text
 
 
-def smnist_runs():
+def full_data_runs(name: str) -> dict:
+    """Per neuron, the records of ``docs/results/<name>/<neuron>/metrics.jsonl``."""
     runs = {}
     for neuron in ("tclif", "lif"):
-        path = os.path.join(ROOT, "docs", "results", "smnist-ff-64", neuron, "metrics.jsonl")
+        path = os.path.join(ROOT, "docs", "results", name, neuron, "metrics.jsonl")
         runs[neuron] = [json.loads(line) for line in read(path).splitlines() if line.strip()]
     return runs
 
 
-def test_smnist_table_comes_from_the_metrics_files():
+@pytest.mark.parametrize("name", ["smnist-ff-64", "psmnist-ff-64"])
+def test_full_data_tables_come_from_the_metrics_files(name):
     text = read(os.path.join(ROOT, "docs", "reproduction.md"))
-    runs = smnist_runs()
+    runs = full_data_runs(name)
     for neuron, label in (("tclif", "TC-LIF"), ("lif", "LIF")):
         records = runs[neuron]
         assert [r["epoch"] for r in records] == list(range(1, len(records) + 1))
         cells = " | ".join(pct(r["test_acc"]) for r in records)
-        link = f"[metrics](results/smnist-ff-64/{neuron}/metrics.jsonl)"
+        link = f"[metrics](results/{name}/{neuron}/metrics.jsonl)"
         assert f"| {label} ({link}) | {cells} |" in text, (label, cells)
         best = max(r["test_acc"] for r in records)
-        measured = f"[{pct(best)}](results/smnist-ff-64/{neuron}/metrics.jsonl) best after"
+        measured = f"[{pct(best)}](results/{name}/{neuron}/metrics.jsonl) best after"
         assert f"{measured} {len(records)} of 200 epochs" in text
 
 
@@ -324,6 +326,27 @@ def test_benchmark_figures_come_from_their_files():
         peers = f"spyx {m['spyx']:.3f} s, snnTorch {m['snntorch']:.3f} s, norse {m['norse']:.3f} s"
         assert peers in row, row
         assert f"| {ours / m['spyx']:.2f}x spyx |" in row, row
+
+
+def test_event_input_figures_come_from_their_file():
+    file = "events/cpu_peers_a_b256_events.json"
+    record, row = results(file), page_row("benchmarks.md", file)
+    by_name = {r["name"]: r for r in record["results"]}
+    assert record["machine"]["date"].startswith("2026-12-03")
+    for neuron in ("lif", "tclif"):
+        ours = by_name[f"ours-{neuron}-auto(fused)-events"]
+        ratio = ours["ratio_vs_fastest_peer_per_round"]
+        assert f"{ours['median_s']:.3f} s" in row, row
+        stated = f"{ratio['median']:.2f}x [{ratio['ci95'][0]:.2f}, {ratio['ci95'][1]:.2f}]"
+        assert stated in row, (stated, row)
+    assert f"spyx {by_name['spyx']['median_s']:.3f} s" in row, row
+    readme = " ".join(read(README).split())
+    for neuron in ("lif", "tclif"):
+        ratio = by_name[f"ours-{neuron}-auto(fused)-events"]["ratio_vs_fastest_peer_per_round"]
+        stated = f"{ratio['median']:.2f}x [{ratio['ci95'][0]:.2f}, {ratio['ci95'][1]:.2f}]"
+        assert stated in readme, stated
+    dense = by_name["ours-lif-auto(fused)"]["ratio_vs_fastest_peer_per_round"]["median"]
+    assert f"takes {dense:.2f}x spyx 1.0's step with dense input" in readme
 
 
 def test_remat_and_multihost_figures_come_from_their_files():

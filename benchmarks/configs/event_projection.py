@@ -1,4 +1,4 @@
-"""Time the first layer's input product on spike input: dense XLA against brainevent.
+"""Time the first layer's input product on spike input: dense XLA against event kernels.
 
   python -m benchmarks.event_projection --config=benchmarks/configs/event_projection.py:preset=shd-rec,batch=256
   python -m benchmarks.event_projection --config=benchmarks/configs/event_projection.py:preset=shd-rec,batch=64,rounds=15,json=True
