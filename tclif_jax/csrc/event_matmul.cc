@@ -61,8 +61,9 @@ ffi::Error EventMatmulImpl(Ints channels, Floats counts, Floats kernel, FloatsOu
 }
 
 // The number of row chunks of the transpose: a function of the shapes only (never of the
-// thread count), so that dW is summed in one order whatever the threads. Enough chunks
-// to keep the cores busy, and their partial sums (chunks x F x n floats) within 64 MiB.
+// thread count), so that dW is summed in one order whatever the threads: up to 16
+// chunks (so up to 16 threads share the first pass), with their partial sums
+// (chunks x F x n floats) within 64 MiB.
 int64_t TransposeChunks(int64_t rows, int64_t num_channels, int64_t n) {
   constexpr int64_t kMaxChunks = 16;
   constexpr int64_t kMaxPartialFloats = int64_t{16} << 20;  // 64 MiB of float32
