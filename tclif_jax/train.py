@@ -3,9 +3,9 @@
 ``train_and_evaluate(config, workdir)`` is the loop, with what makes a run trustworthy: an
 exclusive lock on the work directory, refusal to resume under settings that change the
 result (a changed ``execution.*`` is accepted and logged), fallback over corrupt
-checkpoints, no checkpoint of a non-finite state, atomic writes of
-``metrics.jsonl``/``config.json``/the plot, and a checkpoint on SIGTERM (``Preempted``; the
-entry points exit 143). Only process 0 writes files and logs results.
+checkpoints, no checkpoint of a non-finite state, atomic writes of ``metrics.jsonl``,
+``config.json`` and the plot, and a checkpoint on SIGTERM (``Preempted``; the entry points
+exit 143). Only process 0 writes files and logs results.
 
 Checking and building what the config names (network, execution, optimizer) is
 ``tclif_jax.task_config``; the steps are ``tclif_jax.train_steps``: batches are sharded
@@ -34,7 +34,6 @@ from flax import nnx
 
 from tclif_jax import data as data_lib
 from tclif_jax.checkpoint import RunCheckpoints, abstract_like, check_layout, latest_meta
-from tclif_jax.data.spiking_audio import EventRows
 from tclif_jax.execution import EXECUTION_FIELDS
 from tclif_jax.models import parameters
 from tclif_jax.plotting import learning_curves_png
@@ -247,11 +246,11 @@ def _placed(config, dataset) -> bool:
     on_device = config.data.get("on_device", "auto")
     if on_device != "auto":
         return bool(on_device)
-    if any(isinstance(x, EventRows) for x, _ in dataset.splits.values()):
-        return False  # event batches are built on the host, in the prefetch thread
-    # Several processes feed their own rows from the host rather than each holding all.
+    # Event batches are built on the host, in the prefetch thread; several processes
+    # feed their own rows from the host rather than each holding all.
+    events = any(isinstance(x, data_lib.spike_store.EventRows) for x, _ in dataset.splits.values())
     total_bytes = sum(int(a.nbytes) for xy in dataset.splits.values() for a in xy)
-    return total_bytes < 2**31 and jax.process_count() == 1
+    return not events and total_bytes < 2**31 and jax.process_count() == 1
 
 
 def _build_run(config, workdir, writer, preemption, settings):

@@ -13,7 +13,7 @@ from fixtures_data import write_idx
 
 from tclif_jax import data, testing
 from tclif_jax import events as events_lib
-from tclif_jax.data import download, gsc, mnist, spiking_audio, synthetic
+from tclif_jax.data import download, gsc, mnist, spike_store, spiking_audio, synthetic
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHARED = os.environ.get("TCLIF_SHARED_DATA") or os.path.join(REPO, "..", "shared", "data")
@@ -355,7 +355,7 @@ def test_binning_matches_official_digitize_on_random_data(tmp_path):
         ]
     )
     np.testing.assert_array_equal(
-        spiking_audio.digitize_uniform(probe, edges), np.digitize(probe, edges)
+        spike_store.digitize_uniform(probe, edges), np.digitize(probe, edges)
     )
 
 

@@ -43,7 +43,7 @@ from __future__ import annotations
 import ml_collections
 import numpy as np
 
-from tclif_jax.data import gsc, mnist, spiking_audio, synthetic
+from tclif_jax.data import gsc, mnist, spike_store, spiking_audio, synthetic
 from tclif_jax.data._common import (
     DataCorruptError,
     DataNotFoundError,
@@ -74,6 +74,7 @@ __all__ = [
     "check_config",
     "load_dataset",
     "default_data_dir",
+    "spike_store",
 ]
 
 REGISTRY: dict[str, DatasetSpec] = {
