@@ -45,11 +45,14 @@ class _Processes:
         self.root, self.procs = root, []
 
     def start(self, args, devices: int, log):
-        env = dict(
-            os.environ,
-            JAX_PLATFORMS="cpu",
-            XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}",
-        )
+        # The suite's compile flags (tests/conftest.py), with this child's device count.
+        inherited = [
+            f
+            for f in os.environ.get("XLA_FLAGS", "").split()
+            if not f.startswith("--xla_force_host_platform_device_count")
+        ]
+        flags = [*inherited, f"--xla_force_host_platform_device_count={devices}"]
+        env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS=" ".join(flags))
         proc = subprocess.Popen(
             [sys.executable, "-m", "experiments.delayed_cue", *args],
             cwd=self.root,
