@@ -57,10 +57,24 @@ def pytest_unconfigure(config):
         shutil.rmtree(os.environ["JAX_COMPILATION_CACHE_DIR"], ignore_errors=True)
 
 
+# The longest tests (30-110 s each on 2 cores), started first: with pytest-xdist's
+# worksteal scheduling (pyproject.toml's addopts) the other worker meanwhile takes the
+# short ones, so no long test is left to run alone at the end.
+LONG_FIRST = (
+    "test_multihost.py::test_two_processes_train_as_one",
+    "test_experiments.py::test_real_smnist_ff64_learns_well_above_chance",
+    "test_pretrained.py::test_shipped_model_reproduces_its_recorded_test_accuracy_exactly",
+    "test_experiments.py::test_training_agrees_on_1_and_4_devices",
+    "test_notebooks.py::test_notebook_runs_in_smoke_mode",
+    "test_benchmarks.py::test_step_time_cli_json_fields_and_torch",
+)
+
+
 def pytest_collection_modifyitems(items):
     for item in items:
         if SLOW_FIXTURES & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.slow)
+    items.sort(key=lambda item: not any(name in item.nodeid for name in LONG_FIRST))
 
 
 @pytest.fixture(scope="session")

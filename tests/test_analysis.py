@@ -468,6 +468,7 @@ def rundir(tmp_path_factory):
     return tmp_path_factory.mktemp("analyses")
 
 
+@pytest.mark.slow  # the analysis entry point end to end
 def test_entry_gradient_norms(rundir):
     from experiments.analyses import gradient_norms
 
@@ -480,6 +481,7 @@ def test_entry_gradient_norms(rundir):
     assert np.isfinite(out["measured"][0]["mean_inf_norm"])
 
 
+@pytest.mark.slow  # the analysis entry point end to end
 def test_entry_learning_curves_landscape_energy(rundir):
     from experiments.analyses import energy, landscape, learning_curves
 
