@@ -161,6 +161,13 @@ def check_choice(name: str, value, valid) -> None:
         raise ValueError(f"{name}={value!r} is not valid; choose one of: {', '.join(valid)}.")
 
 
+def check_positive(config, fields: Sequence[str]) -> None:
+    """A ValueError naming the first of ``config``'s ``fields`` that is not positive."""
+    for field in fields:
+        if int(config[field]) <= 0:
+            raise ValueError(f"{field}={config[field]} must be positive.")
+
+
 def preset_config(name: str):
     """``tclif_jax.config.PRESETS[name]``, or a ValueError listing the presets."""
     from tclif_jax.config import PRESETS

@@ -33,6 +33,4 @@ def get_config(arg: str | None = None):
 def check(config) -> None:
     """A ValueError naming the valid values for any setting that has none."""
     common.choose_list("neurons", config.neurons, NEURONS, NEURONS)
-    for field in ("batch", "steps", "rounds"):
-        if int(config[field]) <= 0:
-            raise ValueError(f"{field}={config[field]} must be positive.")
+    common.check_positive(config, ("batch", "steps", "rounds"))

@@ -42,6 +42,4 @@ def check(config) -> None:
     """A ValueError naming the valid values for any setting that has none."""
     common.preset_config(config.preset)
     densities(config)
-    for field in ("batch", "steps", "rounds"):
-        if int(config[field]) <= 0:
-            raise ValueError(f"{field}={config[field]} must be positive.")
+    common.check_positive(config, ("batch", "steps", "rounds"))

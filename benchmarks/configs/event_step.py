@@ -39,6 +39,4 @@ def check(config) -> None:
     common.preset_config(config.preset)
     densities(config)
     common.choose_list("neurons", config.neurons, NEURONS, NEURONS)
-    for field in ("batch", "steps", "rounds"):
-        if int(config[field]) <= 0:
-            raise ValueError(f"{field}={config[field]} must be positive.")
+    common.check_positive(config, ("batch", "steps", "rounds"))

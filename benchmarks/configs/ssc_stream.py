@@ -43,17 +43,7 @@ def check(config) -> None:
     """A ValueError naming the valid values for any setting that has none."""
     common.preset_config(config.preset)
     common.check_choice("stream", config.stream, STREAMS)
-    for field in (
-        "batch",
-        "clips",
-        "valid_clips",
-        "test_clips",
-        "spikes",
-        "train_steps",
-        "rounds",
-        "data_batches",
-    ):
-        if int(config[field]) <= 0:
-            raise ValueError(f"{field}={config[field]} must be positive.")
+    fields = ("batch", "clips", "valid_clips", "test_clips", "spikes", "train_steps", "rounds")
+    common.check_positive(config, (*fields, "data_batches"))
     if config.clips < config.batch:
         raise ValueError(f"clips={config.clips} must be at least batch={config.batch}.")
