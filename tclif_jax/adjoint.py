@@ -215,7 +215,7 @@ def _layer_bwd(neuron, matmul, chunk, res: _LayerResiduals, cts):
     d_rec = None
     if rec is not None:
         s_prev = jnp.concatenate([res.state0.spike[None], res.spikes[:-1]])
-        d_rec = Dense(matmul.grad_w(s_prev, d_current), jnp.sum(d_current, (0, 1)))
+        d_rec = Dense(matmul.spikes_grad_w(s_prev, d_current), jnp.sum(d_current, (0, 1)))
     return neuron.param_grads(params, acc), d_rec, d_current, cot0
 
 
@@ -314,7 +314,7 @@ def _net_backward(neurons, matmul, layers, masks, states0, saved, cots, ext, acc
             terms[l] = _add(terms[l], t_l)
             if lp.recurrent is not None:
                 cot_prev = _add_spike(cot_prev, matmul.grad_x(d_cur, lp.recurrent.kernel))
-                dwrs[l] = dwrs[l] + matmul.grad_w(prev.spike, d_cur)
+                dwrs[l] = matmul.spikes_grad_w(prev.spike, d_cur, dwrs[l])
                 dbrs[l] = dbrs[l] + d_cur
             cots[l] = cot_prev
             if l:
@@ -322,7 +322,7 @@ def _net_backward(neurons, matmul, layers, masks, states0, saved, cots, ext, acc
                     d_cur = d_cur * masks_k[l]
                 below = layers[l - 1].neuron
                 s_in = neurons[l - 1].restore(below, _at(saved[l - 1], k)).spike
-                dws[l] = dws[l] + matmul.grad_w(s_in, d_cur)
+                dws[l] = matmul.spikes_grad_w(s_in, d_cur, dws[l])
                 dbs[l] = dbs[l] + d_cur
                 above = matmul.grad_x(d_cur, lp.dense.kernel)
         acc = _NetAccumulators(*(tuple(a) for a in (terms, dws, dbs, dwrs, dbrs)))

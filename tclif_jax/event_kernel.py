@@ -46,13 +46,19 @@ import jax.numpy as jnp
 import jaxlib
 from absl import logging
 
-__all__ = ["event_matmul", "available", "status"]
+__all__ = ["event_matmul", "spike_matmul", "spike_matmul_transpose", "available", "status"]
 
 _SOURCE = Path(__file__).parent / "csrc" / "event_matmul.cc"
 _FLAGS = ("-O3", "-std=c++17", "-shared", "-fPIC", "-fopenmp", "-march=native")
 _FORWARD, _TRANSPOSE = "tclif_event_matmul", "tclif_event_matmul_transpose"
 # FFI target name -> the handler's symbol in the library.
-_SYMBOLS = {_FORWARD: "TclifEventMatmul", _TRANSPOSE: "TclifEventMatmulTranspose"}
+_SPIKES, _SPIKES_T = "tclif_spike_matmul", "tclif_spike_matmul_transpose"
+_SYMBOLS = {
+    _FORWARD: "TclifEventMatmul",
+    _TRANSPOSE: "TclifEventMatmulTranspose",
+    _SPIKES: "TclifSpikeMatmul",
+    _SPIKES_T: "TclifSpikeMatmulTranspose",
+}
 
 _lock = threading.Lock()
 _state: tuple[bool, str] | None = None  # (available, status), decided once
@@ -136,6 +142,84 @@ def _native_bwd(residuals, g):
 
 
 _native.defvjp(_native_fwd, _native_bwd)
+
+
+# ----------------------------------------------------------------------------- spikes
+
+
+def spike_matmul(spikes, kernel) -> jax.Array:
+    """``spikes @ kernel (R, n)`` for ``spikes (R, F)``, mostly zeros (a layer's output),
+    reading only the kernel rows of nonzero entries; float32, ``kernel (F, n)``.
+
+    Differentiable: the spikes' cotangent is the dense ``g @ kernel.T``, the kernel's the
+    native ``spike_matmul_transpose``. Where the kernel is not built, and off the CPU, the
+    dense product at the highest precision.
+    """
+    spikes, kernel = jnp.asarray(spikes, jnp.float32), jnp.asarray(kernel, jnp.float32)
+    if spikes.ndim != 2 or kernel.ndim != 2 or spikes.shape[1] != kernel.shape[0]:
+        raise ValueError(
+            f"spike_matmul takes spikes (R, F) and a kernel (F, n); got {spikes.shape} and "
+            f"{kernel.shape}."
+        )
+    if not available():
+        return _dense_product(spikes, kernel)
+    return jax.lax.platform_dependent(spikes, kernel, cpu=_spikes_native, default=_dense_product)
+
+
+def spike_matmul_transpose(spikes, g, acc=None) -> jax.Array:
+    """``acc + spikes^T g (F, n)`` for ``spikes (R, F)`` mostly zeros and ``g (R, n)``: the
+    kernel's cotangent of ``spikes @ kernel``, added to ``acc`` (zeros when None), reading
+    only the rows of ``g`` where a spike is nonzero. Not differentiable (a gradient)."""
+    spikes, g = jnp.asarray(spikes, jnp.float32), jnp.asarray(g, jnp.float32)
+    if spikes.ndim != 2 or g.ndim != 2 or spikes.shape[0] != g.shape[0]:
+        raise ValueError(
+            f"spike_matmul_transpose takes spikes (R, F) and a cotangent (R, n); got "
+            f"{spikes.shape} and {g.shape}."
+        )
+    shape = (spikes.shape[1], g.shape[1])
+    acc = jnp.zeros(shape, jnp.float32) if acc is None else jnp.asarray(acc, jnp.float32)
+    if acc.shape != shape:
+        raise ValueError(f"spike_matmul_transpose: the accumulator is {acc.shape}, not {shape}.")
+    if not available():
+        return _dense_transpose(spikes, g, acc)
+    return jax.lax.platform_dependent(
+        spikes, g, acc, cpu=_spikes_transpose_native, default=_dense_transpose
+    )
+
+
+def _dense_product(spikes, kernel):
+    return jnp.matmul(spikes, kernel, precision="highest")
+
+
+def _dense_transpose(spikes, g, acc):
+    return acc + jnp.matmul(spikes.T, g, precision="highest")
+
+
+def _spikes_transpose_native(spikes, g, acc):
+    # The accumulator's buffer may be reused for the result (a running sum in a loop).
+    result = jax.ShapeDtypeStruct(acc.shape, jnp.float32)
+    call = jax.ffi.ffi_call(
+        _SPIKES_T, result, vmap_method="sequential", input_output_aliases={2: 0}
+    )
+    return call(spikes, g, acc)
+
+
+@jax.custom_vjp
+def _spikes_native(spikes, kernel):
+    return _call(_SPIKES, (spikes.shape[0], kernel.shape[1]), spikes, kernel)
+
+
+def _spikes_native_fwd(spikes, kernel):
+    return _spikes_native(spikes, kernel), (spikes, kernel)
+
+
+def _spikes_native_bwd(residuals, g):
+    spikes, kernel = residuals
+    dspikes = jnp.matmul(g, kernel.T, precision="highest")
+    return dspikes, _spikes_transpose_native(spikes, g, jnp.zeros(kernel.shape, jnp.float32))
+
+
+_spikes_native.defvjp(_spikes_native_fwd, _spikes_native_bwd)
 
 
 def _load() -> tuple[bool, str]:

@@ -17,6 +17,14 @@ may not under another ``NetworkConfig``.
   spikes are exact in bf16; neuron state, residuals and master weights stay f32).
 * ``matmul_precision``: precision of f32 products; ``"highest"`` is full f32, as the
   official code gets from torch; ``"default"`` lets a GPU use TF32.
+* ``spike_products``: the products whose left operand is a layer's spikes (a hidden
+  layer's input, a recurrent term; forward and weight gradient). ``"auto"``: the native
+  event kernel (``tclif_jax.event_kernel.spike_matmul``), which reads only the nonzero
+  spikes, wherever the spikes of that product are at most ``SPIKE_DENSITY_THRESHOLD``
+  nonzero (decided per product and step, on the data), and the dense product above it;
+  ``"events"``: the kernel at any density; ``"dense"``: XLA's dense product always. The
+  kernel runs on CPU under the float32 policy where it is built; elsewhere all three are
+  the dense product. They differ only in float32 summation order.
 
 Example::
 
@@ -34,6 +42,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from tclif_jax import event_kernel
+
 __all__ = [
     "Execution",
     "MatmulPolicy",
@@ -42,6 +52,8 @@ __all__ = [
     "BACKWARDS",
     "MATMUL_DTYPES",
     "MATMUL_PRECISIONS",
+    "SPIKE_PRODUCTS",
+    "SPIKE_DENSITY_THRESHOLD",
     "EXECUTION_FIELDS",
     "DEFAULT_EXECUTION",
 ]
@@ -50,16 +62,24 @@ Strategy = Literal["auto", "layerwise", "fused"]
 Backward = Literal["auto", "autodiff"]
 MatmulDtype = Literal["float32", "bfloat16"]
 MatmulPrecision = Literal["highest", "high", "default"]
+SpikeProducts = Literal["auto", "dense", "events"]
 
 STRATEGIES: tuple[str, ...] = typing.get_args(Strategy)
 BACKWARDS: tuple[str, ...] = typing.get_args(Backward)
 MATMUL_PRECISIONS: tuple[str, ...] = typing.get_args(MatmulPrecision)
+SPIKE_PRODUCTS: tuple[str, ...] = typing.get_args(SpikeProducts)
 MATMUL_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 
 # What "auto" means per backend. CPU: fused is faster in every benchmarks/RESULTS.md
 # table. GPU/TPU: layerwise, whose hoisted input projections are large matmuls; not yet
 # measured on a device.
 AUTO_STRATEGY = {"cpu": "fused", "gpu": "layerwise", "tpu": "layerwise"}
+
+# spike_products="auto" uses the event kernel for a product whose spikes are at most this
+# fraction nonzero. Measured on the 2-core CPU of benchmarks/RESULTS.md ("Spike products
+# inside the time loop"): the kernel is faster than the dense product up to about 15-20%
+# density, per step (B 256, 128 x 128) and in the hoisted layerwise products.
+SPIKE_DENSITY_THRESHOLD = 0.15
 
 
 @dataclasses.dataclass(frozen=True)
@@ -76,6 +96,7 @@ class Execution:
     remat_chunk: int = 0
     matmul_dtype: MatmulDtype = "float32"
     matmul_precision: MatmulPrecision = "highest"
+    spike_products: SpikeProducts = "auto"
 
     def __post_init__(self):
         hints = typing.get_type_hints(Execution)
@@ -118,7 +139,7 @@ class Execution:
     @property
     def matmul(self) -> MatmulPolicy:
         """The product policy of this execution."""
-        return MatmulPolicy(self.matmul_dtype, self.matmul_precision)
+        return MatmulPolicy(self.matmul_dtype, self.matmul_precision, self.spike_products)
 
 
 EXECUTION_FIELDS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(Execution))
@@ -131,10 +152,12 @@ DEFAULT_EXECUTION = Execution()
 
 @dataclasses.dataclass(frozen=True)
 class MatmulPolicy:
-    """How every product of the network is computed: operand dtype and f32 precision."""
+    """How every product of the network is computed: operand dtype, f32 precision, and
+    the products of spikes (``Execution``'s fields of the same meaning)."""
 
-    dtype: str = "float32"
-    precision: str = "highest"
+    dtype: str
+    precision: str
+    spike_products: str
 
     @property
     def lax_precision(self):
@@ -163,6 +186,49 @@ class MatmulPolicy:
         if not self.lowp:
             return jnp.matmul(x2.T, g2, precision=self.lax_precision)
         return _lowp_dot(x2.T, g2)
+
+
+    def spikes(self, s, w):
+        """``s @ w`` where ``s (..., F)`` are spikes, mostly zeros: the event kernel or the
+        dense product, as ``spike_products`` says (f32)."""
+        kernel = self._spike_kernel()
+        if kernel is None:
+            return self(s, w)
+        s2 = s.reshape(-1, s.shape[-1])
+        out = _by_density(self.spike_products, s2, kernel.spike_matmul, self.__call__, s2, w)
+        return out.reshape(*s.shape[:-1], w.shape[-1])
+
+    def spikes_grad_w(self, s, g, acc=None):
+        """``acc + s^T g`` summed over every leading axis (``s (..., F)`` spikes, ``g (...,
+        n)``): the kernel's adjoint in ``s @ w``, as ``spikes`` computes it (f32)."""
+        kernel = self._spike_kernel()
+        if kernel is None:
+            dw = self.grad_w(s, g)
+            return dw if acc is None else acc + dw
+        s2, g2 = s.reshape(-1, s.shape[-1]), g.reshape(-1, g.shape[-1])
+        acc = jnp.zeros((s2.shape[1], g2.shape[1]), jnp.float32) if acc is None else acc
+
+        def dense(s2, g2, acc):
+            return acc + self.grad_w(s2, g2)
+
+        return _by_density(
+            self.spike_products, s2, kernel.spike_matmul_transpose, dense, s2, g2, acc
+        )
+
+    def _spike_kernel(self):
+        """``tclif_jax.event_kernel`` when spike products may use it, else None."""
+        if self.spike_products == "dense" or self.lowp:
+            return None
+        return event_kernel if event_kernel.available() else None
+
+
+def _by_density(mode: str, spikes, sparse, dense, *operands):
+    """``sparse(*operands)`` if ``mode`` is ``"events"``; for ``"auto"`` a ``lax.cond``
+    that takes ``sparse`` when at most ``SPIKE_DENSITY_THRESHOLD`` of ``spikes`` is nonzero."""
+    if mode == "events":
+        return sparse(*operands)
+    limit = int(SPIKE_DENSITY_THRESHOLD * spikes.size)
+    return jax.lax.cond(jnp.count_nonzero(spikes) <= limit, sparse, dense, *operands)
 
 
 def _lowp_dot(a, b):

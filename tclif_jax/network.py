@@ -39,7 +39,13 @@ from tclif_jax.events import EventBatch, project
 from tclif_jax.execution import DEFAULT_EXECUTION, Execution, MatmulPolicy
 from tclif_jax.neurons import Neuron
 from tclif_jax.params import LayerParams, NetworkParams
-from tclif_jax.steps import dropout_mask, feedforward, layer_step, network_step
+from tclif_jax.steps import (
+    dropout_mask,
+    feedforward,
+    layer_step,
+    network_step,
+    spike_feedforward,
+)
 
 __all__ = ["scan_layer", "run_network", "dropout_masks"]
 
@@ -129,7 +135,7 @@ def _layerwise(neurons, layers, x, masks, probes, states, execution, record):
         if i == 0:
             current = _first_current(lp.dense, h, execution.matmul, masks[0])
         else:
-            current = feedforward(lp.dense, h, execution.matmul)
+            current = spike_feedforward(lp.dense, h, execution.matmul)
             current = current if masks[i] is None else current * masks[i]
         _, h, st = scan_layer(
             nrn, lp, current, states[i], execution, probe=probes[i], record=record

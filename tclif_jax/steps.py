@@ -16,7 +16,14 @@ import jax.numpy as jnp
 from tclif_jax.execution import MatmulPolicy
 from tclif_jax.params import Dense, LayerParams
 
-__all__ = ["feedforward", "layer_input", "layer_step", "network_step", "dropout_mask"]
+__all__ = [
+    "feedforward",
+    "spike_feedforward",
+    "layer_input",
+    "layer_step",
+    "network_step",
+    "dropout_mask",
+]
 
 
 def feedforward(dense: Dense, x, matmul: MatmulPolicy):
@@ -24,12 +31,18 @@ def feedforward(dense: Dense, x, matmul: MatmulPolicy):
     return matmul(x, dense.kernel) + dense.bias
 
 
+def spike_feedforward(dense: Dense, spikes, matmul: MatmulPolicy):
+    """``spikes @ kernel + bias`` for a layer's spikes ``(..., in)``, mostly zeros: the
+    product as ``matmul.spike_products`` says (``MatmulPolicy.spikes``)."""
+    return matmul.spikes(spikes, dense.kernel) + dense.bias
+
+
 def layer_input(matmul: MatmulPolicy, recurrent: Dense | None, state, current):
     """A layer's input at one step: its feed-forward ``current (B, n)`` plus, for a
     recurrent layer, ``S[t-1] @ W_rec + b_rec`` on the layer's own previous spikes."""
     if recurrent is None:
         return current
-    return current + feedforward(recurrent, state.spike, matmul)
+    return current + spike_feedforward(recurrent, state.spike, matmul)
 
 
 def layer_step(neuron, layer: LayerParams, state, current, matmul: MatmulPolicy, probe=0.0):
@@ -60,7 +73,7 @@ def network_step(
     h, new_states, spikes, inputs = first, [], [], []
     for l, (neuron, layer) in enumerate(zip(neurons, layers)):
         if l:
-            h = feedforward(layer.dense, h, matmul)
+            h = spike_feedforward(layer.dense, h, matmul)
             if masks[l] is not None:
                 h = h * masks[l]
         probe = 0.0 if probes is None or probes[l] is None else probes[l]
