@@ -84,36 +84,55 @@ def reset_for_tests() -> None:
         _state = None
 
 
-def event_matmul(channels, counts, kernel) -> jax.Array:
-    """``out (R, n)`` with ``out[r] = sum_k counts[r, k] * kernel[channels[r, k]]``.
+def event_matmul(channels, counts, kernel, valid=None, bias=None) -> jax.Array:
+    """``out[..., :] = bias + sum_k counts[..., k] * kernel[channels[..., k]]`` per row of
+    padded events: the product ``x @ kernel + bias`` of the dense rows ``x`` they stand for.
 
-    ``channels (R, K)`` integers, ``counts (R, K)`` float32 with 0 on padding (multiply
-    by ``valid`` first), ``kernel (F, n)`` float32. Channels outside ``0..F-1``
-    contribute nothing. Differentiable in ``counts`` and ``kernel``; jit- and vmap-safe.
+    ``channels`` integers, ``counts`` float32 and ``valid`` bool (default: all True), of
+    one shape ``(..., K)`` with at least one leading axis; ``kernel (F, n)`` and ``bias
+    (n,)`` (default 0) float32. Entries that are not valid, have count 0 or a channel
+    outside ``0..F-1`` contribute nothing. Returns ``(..., n)``. Differentiable in
+    ``counts``, ``kernel`` and ``bias``; jit- and vmap-safe.
     """
     channels = jnp.asarray(channels)
     if not jnp.issubdtype(channels.dtype, jnp.integer):
         raise TypeError(f"event_matmul: channels must be integers, got {channels.dtype}.")
     channels = channels.astype(jnp.int32)
     counts, kernel = jnp.asarray(counts, jnp.float32), jnp.asarray(kernel, jnp.float32)
-    if channels.ndim != 2 or counts.shape != channels.shape or kernel.ndim != 2:
+    valid = jnp.ones(channels.shape, bool) if valid is None else jnp.asarray(valid, bool)
+    if (
+        channels.ndim < 2
+        or counts.shape != channels.shape
+        or valid.shape != channels.shape
+        or kernel.ndim != 2
+    ):
         raise ValueError(
-            "event_matmul takes channels and counts of one shape (R, K) and a kernel (F, n); "
-            f"got {channels.shape}, {counts.shape} and {kernel.shape}."
+            "event_matmul takes channels, counts and valid of one shape (..., K) and a "
+            f"kernel (F, n); got {channels.shape}, {counts.shape}, {valid.shape} and "
+            f"{kernel.shape}."
         )
+    n = kernel.shape[1]
+    bias = jnp.zeros((n,), jnp.float32) if bias is None else jnp.asarray(bias, jnp.float32)
+    if bias.shape != (n,):
+        raise ValueError(f"event_matmul: bias is {bias.shape}, not ({n},).")
+    lead, k = channels.shape[:-1], channels.shape[-1]
+    rows = [a.reshape(-1, k) for a in (channels, counts, valid)]
     if not available():
-        return _dense(channels, counts, kernel)
-    return jax.lax.platform_dependent(channels, counts, kernel, cpu=_native, default=_dense)
+        out = _dense(*rows, kernel, bias)
+    else:
+        out = jax.lax.platform_dependent(*rows, kernel, bias, cpu=_native, default=_dense)
+    return out.reshape(*lead, n)
 
 
-def _dense(channels, counts, kernel):
-    """The pure-JAX path: the events scattered into ``(R, F)``, then the dense product."""
+def _dense(channels, counts, valid, kernel, bias):
+    """The pure-JAX path: the events ``(R, K)`` scattered into ``(R, F)``, then the dense
+    product."""
     rows, num_channels = channels.shape[0], kernel.shape[0]
-    in_range = (channels >= 0) & (channels < num_channels)
-    columns = jnp.where(in_range, channels, num_channels)  # out of range: dropped
+    live = valid & (channels >= 0) & (channels < num_channels)
+    columns = jnp.where(live, channels, num_channels)  # dead entries: dropped
     x = jnp.zeros((rows, num_channels), jnp.float32)
     x = x.at[jnp.arange(rows)[:, None], columns].add(counts, mode="drop")
-    return jnp.matmul(x, kernel, precision="highest")
+    return jnp.matmul(x, kernel, precision="highest") + bias
 
 
 def _call(target, shape, *args):
@@ -122,23 +141,24 @@ def _call(target, shape, *args):
 
 
 @jax.custom_vjp
-def _native(channels, counts, kernel):
-    return _call(_FORWARD, (channels.shape[0], kernel.shape[1]), channels, counts, kernel)
+def _native(channels, counts, valid, kernel, bias):
+    shape = (channels.shape[0], kernel.shape[1])
+    return _call(_FORWARD, shape, channels, counts, valid, kernel, bias)
 
 
-def _native_fwd(channels, counts, kernel):
-    return _native(channels, counts, kernel), (channels, counts, kernel)
+def _native_fwd(channels, counts, valid, kernel, bias):
+    return _native(channels, counts, valid, kernel, bias), (channels, counts, valid, kernel)
 
 
 def _native_bwd(residuals, g):
-    channels, counts, kernel = residuals
-    dkernel = _call(_TRANSPOSE, kernel.shape, channels, counts, g)
+    channels, counts, valid, kernel = residuals
+    dkernel = _call(_TRANSPOSE, kernel.shape, channels, counts, valid, g)
     num_channels = kernel.shape[0]
-    in_range = (channels >= 0) & (channels < num_channels)
+    live = valid & (channels >= 0) & (channels < num_channels)
     rows = jnp.take(kernel, jnp.clip(channels, 0, num_channels - 1), axis=0)  # (R, K, n)
-    rows = jnp.where(in_range[..., None], rows, 0.0)
+    rows = jnp.where(live[..., None], rows, 0.0)
     dcounts = jnp.einsum("rkn,rn->rk", rows, g, precision="highest")
-    return None, dcounts, dkernel
+    return None, dcounts, None, dkernel, jnp.sum(g, 0)
 
 
 _native.defvjp(_native_fwd, _native_bwd)

@@ -199,8 +199,8 @@ def to_dense(events: EventBatch, dtype=jnp.float32) -> jax.Array:
     return flat.reshape(*lead, events.num_channels)
 
 
-def project(events: EventBatch, kernel: jax.Array, matmul) -> jax.Array:
-    """``x @ kernel`` for the dense ``x (..., F)`` the events stand for: ``(..., out)``.
+def project(events: EventBatch, kernel: jax.Array, matmul, bias=None) -> jax.Array:
+    """``x @ kernel + bias`` for the dense ``x (..., F)`` the events stand for: ``(..., out)``.
 
     ``matmul`` is the network's ``MatmulPolicy``; a low-precision policy takes the dense
     product so that its rounding is the dense path's. Otherwise the native event kernel
@@ -208,10 +208,8 @@ def project(events: EventBatch, kernel: jax.Array, matmul) -> jax.Array:
     rounding.
     """
     if matmul.lowp:
-        return matmul(to_dense(events), kernel)
-    lead, k = events.channels.shape[:-1], events.k
-    counts = jnp.where(events.valid, events.counts, 0).astype(jnp.float32)
-    out = event_kernel.event_matmul(
-        events.channels.reshape(-1, k), counts.reshape(-1, k), kernel.astype(jnp.float32)
+        out = matmul(to_dense(events), kernel)
+        return out if bias is None else out + bias
+    return event_kernel.event_matmul(
+        events.channels, events.counts, kernel.astype(jnp.float32), events.valid, bias
     )
-    return out.reshape(*lead, kernel.shape[-1])

@@ -120,10 +120,11 @@ def _first_current(dense, x, matmul: MatmulPolicy, mask):
     of a batch-major array, so the swap below cancels that one and the large ``(B*T, F)``
     operand is never copied, forward or backward; only the ``(T, B, n)`` result and its
     adjoint are transposed. Events (an ``EventBatch`` with leading axes ``(T, B)``) are
-    projected by ``events.project``.
+    projected by ``events.project`` in time-major order: the kernels read each (compact)
+    event row once, so the events are transposed rather than the ``(T, B, n)`` result.
     """
     if isinstance(x, EventBatch):
-        current = project(x, dense.kernel, matmul) + dense.bias
+        current = project(x, dense.kernel, matmul, dense.bias)
         return current if mask is None else current * mask
     current = jnp.swapaxes(feedforward(dense, jnp.swapaxes(x, 0, 1), matmul), 0, 1)
     return current if mask is None else current * mask

@@ -169,7 +169,45 @@ def test_rejects_bad_inputs():
     with pytest.raises(ValueError, match="one shape"):
         event_kernel.event_matmul(np.zeros((2, 3), int), np.zeros((2, 4)), np.zeros((4, 5)))
     with pytest.raises(ValueError, match="one shape"):
-        event_kernel.event_matmul(np.zeros((1, 2, 3), int), np.zeros((1, 2, 3)), np.zeros((4, 5)))
+        event_kernel.event_matmul(np.zeros((3,), int), np.zeros((3,)), np.zeros((4, 5)))
+    with pytest.raises(ValueError, match="one shape"):
+        ones = np.ones((2, 3), int)
+        event_kernel.event_matmul(ones, ones, np.zeros((4, 5)), valid=np.ones((2, 4), bool))
+    with pytest.raises(ValueError, match="bias"):
+        event_kernel.event_matmul(np.ones((2, 3), int), np.ones((2, 3)), np.zeros((4, 5)), bias=np.zeros(4))
+
+
+# 4,480 rows, above the kernels' one-thread limit, so the forward runs in parallel and the
+# transpose in chunks; n = 72 and 128 take the 64- and 8-column register blocks, n = 5
+# the scalar tail.
+@pytest.mark.parametrize("lead, k, f, n", [((3, 5), 4, 9, 5), ((70, 64), 6, 30, 72), ((18,), 8, 20, 128)])
+def test_valid_mask_bias_and_leading_axes(either_path, lead, k, f, n):
+    """Events (..., K) with a valid mask and a bias give (..., n): the dense product of the
+    valid entries, plus the bias; and the kernel's, bias's and counts' cotangents."""
+    rng = np.random.default_rng(k)
+    rows = int(np.prod(lead))
+    channels, counts = random_events(rng, rows, k, f, density=0.8)
+    valid = rng.random(channels.shape) < 0.7  # invalid entries keep their counts: ignored
+    kernel, bias = kernel_for(f, n), rng.normal(size=n).astype(np.float32)
+    g = rng.normal(size=(*lead, n)).astype(np.float32)
+    shaped = [a.reshape(*lead, k) for a in (channels, counts, valid)]
+
+    def project(counts, kernel, bias):
+        return event_kernel.event_matmul(shaped[0], counts, kernel, shaped[2], bias)
+
+    out, vjp = jax.vjp(project, shaped[1], kernel, bias)
+    dcounts, dkernel, dbias = vjp(g)
+    g_rows = g.reshape(rows, n)
+    want_out, want_dw, want_dc = reference(channels, counts * valid, kernel, g_rows)
+    np.testing.assert_allclose(out, (want_out + bias).reshape(*lead, n), **TOL)
+    # Float32 sums of thousands of terms: their error bounds scale with the sums of |terms|.
+    dw_scale = reference(channels, counts * valid, kernel, np.abs(g_rows))[1].max()
+    np.testing.assert_allclose(dkernel, want_dw, rtol=0, atol=1e-6 * dw_scale)
+    db_scale = np.abs(g_rows).sum(0).max()
+    np.testing.assert_allclose(dbias, g_rows.astype(np.float64).sum(0), rtol=0, atol=1e-6 * db_scale)
+    np.testing.assert_allclose(
+        np.asarray(dcounts).reshape(rows, k), np.where(valid, want_dc, 0), **TOL
+    )
 
 
 THREADS_SCRIPT = """
