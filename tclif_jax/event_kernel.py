@@ -1,21 +1,27 @@
-"""Event-driven input projection: ``x @ kernel`` from padded events, as a native CPU kernel.
+"""Event-driven products as native CPU kernels: the input projection from padded events,
+and products of a layer's spikes.
 
-``event_matmul(channels, counts, kernel)`` computes, for each row ``r`` of padded events
-(as in ``tclif_jax.events``), ``sum_k counts[r, k] * kernel[channels[r, k], :]``: the
-product ``x @ kernel`` of the dense row ``x`` the events stand for, reading only the
-kernel rows of active channels. In pure JAX that product is a gather and a segment sum,
-which XLA:CPU compiles to scalar loops, so it is written as two C++ loops
+``event_matmul(channels, counts, kernel, valid, bias)`` computes, for each row of padded
+events (as in ``tclif_jax.events``), ``bias + sum_k counts[r, k] * kernel[channels[r, k]]``:
+the product ``x @ kernel + bias`` of the dense row ``x`` the events stand for, reading only
+the kernel rows of live entries. ``spike_matmul(s, kernel)`` computes ``s @ kernel`` for
+a dense array of spikes ``s``, mostly zeros, reading only the kernel rows of its nonzero
+entries; ``spike_matmul_transpose(s, g, acc)`` the weight gradient ``acc + s^T g``
+(``tclif_jax.execution``'s ``spike_products`` uses them for hidden layers' inputs and
+recurrent terms, forward and backward). In pure JAX such products are gathers and
+segment sums, which XLA:CPU compiles to scalar loops, so they are C++ loops
 (``csrc/event_matmul.cc``) called through the XLA FFI:
 
-* the forward: rows in parallel (OpenMP), each adding up the kernel rows of its entries;
-* the kernel's cotangent ``x^T g``, a scatter-add: the rows are cut into a fixed number of
-  chunks, each adding its entries into its own ``(F, n)`` partial sum (which stays in
-  cache while ``g`` is read row by row), then the partials are added up in chunk order.
+* the forwards: rows in parallel (OpenMP) above a few thousand rows, each summing the
+  kernel rows of its entries in registers (AVX2 where the CPU has it);
+* the transposes, scatter-adds: the rows are cut into a fixed number of chunks, each
+  adding its entries into its own ``(F, n)`` partial sum (which stays in cache while
+  ``g`` is read row by row), then the partials are added up in chunk order. A per-step
+  product (a few hundred rows) is one chunk on the calling thread.
 
-Both sum in an order fixed by the shapes, so their results do not depend on the number of
-threads. The
-counts' cotangent, ``g[r] . kernel[channels[r, k]]``, is plain JAX; XLA drops it when
-nothing uses it, as when the counts are data.
+Each sums in an order fixed by the shapes, so no result depends on the number of threads.
+The counts' cotangent, ``g[r] . kernel[channels[r, k]]``, and the spikes' cotangent
+``g @ kernel.T`` are plain JAX; XLA drops them when nothing uses them.
 
 The library is compiled on first use rather than at install time: its FFI headers must
 match the jaxlib that loads it, and installing must not need a compiler. It is built with
@@ -216,12 +222,9 @@ def _dense_transpose(spikes, g, acc):
 
 
 def _spikes_transpose_native(spikes, g, acc):
-    # The accumulator's buffer may be reused for the result (a running sum in a loop).
-    result = jax.ShapeDtypeStruct(acc.shape, jnp.float32)
-    call = jax.ffi.ffi_call(
-        _SPIKES_T, result, vmap_method="sequential", input_output_aliases={2: 0}
-    )
-    return call(spikes, g, acc)
+    # Not aliased to the result: measured, XLA's running sum in a loop took 1.4x as long
+    # with input_output_aliases={2: 0} (benchmarks/RESULTS.md, "Products of spikes").
+    return _call(_SPIKES_T, acc.shape, spikes, g, acc)
 
 
 @jax.custom_vjp

@@ -20,7 +20,7 @@ may not under another ``NetworkConfig``.
 * ``spike_products``: the products whose left operand is a layer's spikes (a hidden
   layer's input, a recurrent term; forward and weight gradient). ``"auto"``: the native
   event kernel (``tclif_jax.event_kernel.spike_matmul``), which reads only the nonzero
-  spikes, wherever the spikes of that product are at most ``SPIKE_DENSITY_THRESHOLD``
+  spikes, wherever the spikes of that product are at most ``SPIKE_DENSITY_LIMITS``
   nonzero (decided per product and step, on the data), and the dense product above it;
   ``"events"``: the kernel at any density; ``"dense"``: XLA's dense product always. The
   kernel runs on CPU under the float32 policy where it is built; elsewhere all three are
@@ -53,7 +53,7 @@ __all__ = [
     "MATMUL_DTYPES",
     "MATMUL_PRECISIONS",
     "SPIKE_PRODUCTS",
-    "SPIKE_DENSITY_THRESHOLD",
+    "SPIKE_DENSITY_LIMITS",
     "EXECUTION_FIELDS",
     "DEFAULT_EXECUTION",
 ]
@@ -76,10 +76,11 @@ MATMUL_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 AUTO_STRATEGY = {"cpu": "fused", "gpu": "layerwise", "tpu": "layerwise"}
 
 # spike_products="auto" uses the event kernel for a product whose spikes are at most this
-# fraction nonzero. Measured on the 2-core CPU of benchmarks/RESULTS.md ("Spike products
-# inside the time loop"): the kernel is faster than the dense product up to about 15-20%
-# density, per step (B 256, 128 x 128) and in the hoisted layerwise products.
-SPIKE_DENSITY_THRESHOLD = 0.15
+# fraction nonzero, per kind of product. Measured on the 2-core CPU of benchmarks/RESULTS.md
+# ("Products of spikes inside the time loop", benchmarks/spike_products.py; B 256, 128 x
+# 128 per step): the kernel's forward beat the dense product up to about 25-30% density,
+# its weight gradient (a scatter into dW's rows) up to about 8-10%.
+SPIKE_DENSITY_LIMITS = {"forward": 0.25, "weight_grad": 0.08}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -195,7 +196,9 @@ class MatmulPolicy:
         if kernel is None:
             return self(s, w)
         s2 = s.reshape(-1, s.shape[-1])
-        out = _by_density(self.spike_products, s2, kernel.spike_matmul, self.__call__, s2, w)
+        out = _by_density(
+            self.spike_products, "forward", s2, kernel.spike_matmul, self.__call__, s2, w
+        )
         return out.reshape(*s.shape[:-1], w.shape[-1])
 
     def spikes_grad_w(self, s, g, acc=None):
@@ -211,9 +214,8 @@ class MatmulPolicy:
         def dense(s2, g2, acc):
             return acc + self.grad_w(s2, g2)
 
-        return _by_density(
-            self.spike_products, s2, kernel.spike_matmul_transpose, dense, s2, g2, acc
-        )
+        sparse = kernel.spike_matmul_transpose
+        return _by_density(self.spike_products, "weight_grad", s2, sparse, dense, s2, g2, acc)
 
     def _spike_kernel(self):
         """``tclif_jax.event_kernel`` when spike products may use it, else None."""
@@ -222,12 +224,13 @@ class MatmulPolicy:
         return event_kernel if event_kernel.available() else None
 
 
-def _by_density(mode: str, spikes, sparse, dense, *operands):
+def _by_density(mode: str, product: str, spikes, sparse, dense, *operands):
     """``sparse(*operands)`` if ``mode`` is ``"events"``; for ``"auto"`` a ``lax.cond``
-    that takes ``sparse`` when at most ``SPIKE_DENSITY_THRESHOLD`` of ``spikes`` is nonzero."""
+    that takes ``sparse`` when at most ``SPIKE_DENSITY_LIMITS[product]`` of ``spikes`` is
+    nonzero, else ``dense``."""
     if mode == "events":
         return sparse(*operands)
-    limit = int(SPIKE_DENSITY_THRESHOLD * spikes.size)
+    limit = int(SPIKE_DENSITY_LIMITS[product] * spikes.size)
     return jax.lax.cond(jnp.count_nonzero(spikes) <= limit, sparse, dense, *operands)
 
 

@@ -10,7 +10,7 @@ import pytest
 
 from tclif_jax import NEURONS, Execution, NetworkConfig, apply, from_config
 from tclif_jax import event_kernel
-from tclif_jax.execution import SPIKE_DENSITY_THRESHOLD, _by_density
+from tclif_jax.execution import SPIKE_DENSITY_LIMITS, _by_density
 
 TOL = dict(rtol=1e-5, atol=1e-5)
 # As tests/test_adjoint.py: both sides compile the same HLO with LLVM's optimisations off.
@@ -119,17 +119,17 @@ def test_rejects_bad_shapes():
 # ----------------------------------------------------------------------------- the choice
 
 
+@pytest.mark.parametrize("product", sorted(SPIKE_DENSITY_LIMITS))
 @pytest.mark.parametrize("extra", [0, 1])
-def test_auto_takes_the_kernel_up_to_the_threshold_and_dense_above(extra):
+def test_auto_takes_the_kernel_up_to_the_limit_and_dense_above(product, extra):
     """``_by_density`` on a 1000-entry array with exactly the limit (then one more)
     nonzero: the sparse branch at the limit, the dense one above it."""
-    limit = int(SPIKE_DENSITY_THRESHOLD * 1000)
+    limit = int(SPIKE_DENSITY_LIMITS[product] * 1000)
     s = jnp.zeros(1000).at[: limit + extra].set(1.0)
-    chose = jax.jit(
-        lambda s: _by_density("auto", s, lambda: jnp.int32(1), lambda: jnp.int32(0))
-    )(s)
+    one, zero = (lambda: jnp.int32(1)), (lambda: jnp.int32(0))
+    chose = jax.jit(lambda s: _by_density("auto", product, s, one, zero))(s)
     assert int(chose) == (1 if extra == 0 else 0)
-    assert int(_by_density("events", s, lambda: 1, lambda: 0)) == 1
+    assert int(_by_density("events", product, s, one, zero)) == 1
 
 
 def _lowered(execution, config, params, x):
@@ -211,3 +211,12 @@ def test_spike_products_agree_tclif(either_path, strategy, backward):
 @pytest.mark.parametrize("name", sorted(set(NEURONS) - {"tclif"}))
 def test_spike_products_agree_every_neuron(name, strategy):
     _assert_products_agree(name, strategy)
+
+
+def test_the_training_page_states_the_limits_in_use():
+    import os
+
+    page = os.path.join(os.path.dirname(__file__), "..", "docs", "training.md")
+    text = " ".join(open(page).read().split())
+    forward, weight_grad = (round(100 * SPIKE_DENSITY_LIMITS[k]) for k in ("forward", "weight_grad"))
+    assert f"at most {forward}% nonzero for the forward, {weight_grad}% for the weight gradient" in text

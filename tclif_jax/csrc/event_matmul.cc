@@ -92,9 +92,17 @@ void SumKernelRows(const int32_t* index, const float* value, int64_t m, const fl
   }
 }
 
-// dst[j] += v * src[j] for j < n.
+// dst[j] += v * src[j] for j < n (with AVX2, eight at a time with fused multiply-adds).
 inline void AddScaled(float v, const float* src, int64_t n, float* dst) {
-  for (int64_t j = 0; j < n; ++j) dst[j] += v * src[j];
+  int64_t j = 0;
+#ifdef __AVX2__
+  const __m256 scale = _mm256_set1_ps(v);
+  for (; j + 8 <= n; j += 8) {
+    const __m256 sum = _mm256_fmadd_ps(scale, _mm256_loadu_ps(src + j), _mm256_loadu_ps(dst + j));
+    _mm256_storeu_ps(dst + j, sum);
+  }
+#endif
+  for (; j < n; ++j) dst[j] += v * src[j];
 }
 
 // The live entries of event row e (K of them from `first`): their channels and counts.
