@@ -79,8 +79,8 @@ AUTO_STRATEGY = {"cpu": "fused", "gpu": "layerwise", "tpu": "layerwise"}
 # fraction nonzero, per kind of product. Measured on the 2-core CPU of benchmarks/RESULTS.md
 # ("Products of spikes inside the time loop", benchmarks/spike_products.py; B 256, 128 x
 # 128 per step): the kernel's forward beat the dense product up to about 25-30% density,
-# its weight gradient (a scatter into dW's rows) up to about 8-10%.
-SPIKE_DENSITY_LIMITS = {"forward": 0.25, "weight_grad": 0.08}
+# its weight gradient (a scatter into the rows of dW) up to about 13-15%.
+SPIKE_DENSITY_LIMITS = {"forward": 0.25, "weight_grad": 0.12}
 
 
 @dataclasses.dataclass(frozen=True)

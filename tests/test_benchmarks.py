@@ -363,6 +363,38 @@ def test_event_projection_times_the_native_kernel_against_dense(capsys):
     assert entry["k"] >= 700 * 0.3 * 0.5  # about 210 of 700 channels per row are active
 
 
+def test_spike_products_times_both_products_per_density(capsys):
+    from benchmarks import spike_products
+    from benchmarks.configs.spike_products import get_config
+    from tclif_jax import event_kernel
+
+    from benchmarks.configs import spike_products as config_module
+
+    assert config_module.__doc__.lstrip().startswith(
+        "Time products of spikes inside a time loop"
+    ) and "python -m benchmarks.spike_products --config=benchmarks/configs/spike_products.py" in (
+        config_module.__doc__.splitlines()[2]
+    )
+    with pytest.raises(ValueError, match="Unknown config argument 'bogus'"):
+        get_config("bogus=1")
+    with pytest.raises(ValueError, match="densities"):
+        get_config("densities=0")
+    if not event_kernel.available():
+        pytest.skip(event_kernel.status())
+    config = get_config("batch=3,steps=4,width=10,out=6,rounds=2,densities=0.2,json=True")
+    spike_products.run(config)
+    res = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert res["shape"] == {"steps": 4, "batch": 3, "width": 10, "out": 6}
+    assert [(r["density"], r["product"]) for r in res["results"]] == [
+        (0.2, "forward"),
+        (0.2, "weight_grad"),
+    ]
+    for r in res["results"]:
+        assert r["dense"]["n"] == r["kernel"]["n"] == 2
+        low, high = r["kernel_over_dense"]["ci95"]
+        assert 0 < low <= r["kernel_over_dense"]["median"] <= high
+
+
 @pytest.mark.slow  # compiles three train steps
 def test_event_breakdown_times_the_products_and_the_steps(capsys):
     from benchmarks import event_breakdown
