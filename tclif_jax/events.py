@@ -17,7 +17,9 @@ dense shape ``(..., F)``. A channel appears at most once per row in what ``from_
 and the loaders build; repeated channels in a hand-made batch add up, as in the dense
 sum they stand for.
 
-The forward uses events for the first layer's input projection only (``project``): the
+The hidden layers' inputs are spikes the network makes itself, dense arrays; their
+products skip the zeros by another route (``Execution.spike_products``). Events are for
+the first layer's input projection (``project``): the
 model, ``apply`` and the train step take an ``EventBatch`` wherever they take a dense
 input and compute the same function. ``project`` runs ``tclif_jax.event_kernel``: a
 native CPU kernel that reads only the kernel rows of active channels (forward) and

@@ -23,8 +23,9 @@ may not under another ``NetworkConfig``.
   spikes, wherever the spikes of that product are at most ``SPIKE_DENSITY_LIMITS``
   nonzero (decided per product and step, on the data), and the dense product above it;
   ``"events"``: the kernel at any density; ``"dense"``: XLA's dense product always. The
-  kernel runs on CPU under the float32 policy where it is built; elsewhere all three are
-  the dense product. They differ only in float32 summation order.
+  kernel runs on CPU under the float32 policy at the highest precision (the default)
+  where it is built; elsewhere all three are the dense product. They differ only in
+  float32 summation order.
 
 Example::
 
@@ -219,7 +220,9 @@ class MatmulPolicy:
 
     def _spike_kernel(self):
         """``tclif_jax.event_kernel`` when spike products may use it, else None."""
-        if self.spike_products == "dense" or self.lowp:
+        # The kernels sum in float32; their fallback off the CPU is the dense product at
+        # the highest precision, so they stand in only for that policy.
+        if self.spike_products == "dense" or self.lowp or self.precision != "highest":
             return None
         return event_kernel if event_kernel.available() else None
 

@@ -34,6 +34,15 @@ if os.environ.get("TCLIF_TEST_NO_COMPILE_CACHE") != "1" and not os.environ.get(
     os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"
     os.environ["JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES"] = "0"
 
+# The native kernels (tclif_jax.event_kernel) are tested where they are the subject:
+# tests/test_event_kernel.py, test_spike_products.py and test_events.py turn them back on.
+# Elsewhere the suite computes the same functions in pure JAX, because spike_products="auto"
+# puts a lax.cond and two custom calls around every hidden layer's product, which made
+# compiling tests/test_adjoint.py and test_strategies.py 1.3x slower (157 s against 119 s).
+# TCLIF_TEST_NATIVE=1 keeps them on throughout.
+if os.environ.get("TCLIF_TEST_NATIVE") != "1":
+    os.environ.setdefault("TCLIF_NATIVE", "0")
+
 import jax  # noqa: E402
 
 jax.config.update("jax_enable_x64", False)

@@ -18,6 +18,17 @@ B, T, F = 3, 10, 12
 FAST_COMPILE = {"xla_backend_optimization_level": 0}
 
 
+@pytest.fixture(autouse=True)
+def native_kernels(monkeypatch):
+    """The native kernels on (tests/conftest.py turns them off for the rest of the suite)."""
+    from tclif_jax import event_kernel
+
+    monkeypatch.delenv("TCLIF_NATIVE", raising=False)
+    event_kernel.reset_for_tests()
+    yield
+    event_kernel.reset_for_tests()
+
+
 def _spikes(shape, density, seed=0, max_count=1):
     rng = np.random.default_rng(seed)
     counts = rng.integers(1, max_count + 1, shape)
