@@ -119,7 +119,12 @@ def run(config) -> None:
         "machine": common.machine_info(),
         "kernel": event_kernel.status(),
         "limits_in_use": SPIKE_DENSITY_LIMITS,
-        "shape": {"steps": config.steps, "batch": config.batch, "width": config.width, "out": config.out},
+        "shape": {
+            "steps": config.steps,
+            "batch": config.batch,
+            "width": config.width,
+            "out": config.out,
+        },
         "rounds": config.rounds,
         "results": results,
     }

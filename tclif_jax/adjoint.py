@@ -46,7 +46,8 @@ forward from its start state, in reverse chunk order, to rebuild that chunk's re
 then runs its adjoints: residual memory ~ (T / c + c) steps instead of T.
 
 Products use the network's ``MatmulPolicy`` (operand dtype and f32 precision) forward
-and backward, with ``MatmulPolicy.grad_x`` / ``grad_w`` for the transposed products.
+and backward, with ``MatmulPolicy.grad_x`` / ``grad_w`` for the transposed products and
+``spikes_grad_w`` for the weight gradients of products of spikes (``spike_products``).
 Tested against autodiff (``backward="autodiff"``) to 1e-5 for every registered neuron in
 ``tests/test_adjoint.py``.
 """

@@ -189,7 +189,6 @@ class MatmulPolicy:
             return jnp.matmul(x2.T, g2, precision=self.lax_precision)
         return _lowp_dot(x2.T, g2)
 
-
     def spikes(self, s, w):
         """``s @ w`` where ``s (..., F)`` are spikes, mostly zeros: the event kernel or the
         dense product, as ``spike_products`` says (f32)."""

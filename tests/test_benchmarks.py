@@ -365,15 +365,14 @@ def test_event_projection_times_the_native_kernel_against_dense(capsys):
 
 def test_spike_products_times_both_products_per_density(capsys):
     from benchmarks import spike_products
+    from benchmarks.configs import spike_products as config_module
     from benchmarks.configs.spike_products import get_config
     from tclif_jax import event_kernel
 
-    from benchmarks.configs import spike_products as config_module
-
-    assert config_module.__doc__.lstrip().startswith(
-        "Time products of spikes inside a time loop"
-    ) and "python -m benchmarks.spike_products --config=benchmarks/configs/spike_products.py" in (
-        config_module.__doc__.splitlines()[2]
+    assert (
+        config_module.__doc__.lstrip().startswith("Time products of spikes inside a time loop")
+        and "python -m benchmarks.spike_products --config=benchmarks/configs/spike_products.py"
+        in (config_module.__doc__.splitlines()[2])
     )
     with pytest.raises(ValueError, match="Unknown config argument 'bogus'"):
         get_config("bogus=1")

@@ -174,13 +174,17 @@ def test_rejects_bad_inputs():
         ones = np.ones((2, 3), int)
         event_kernel.event_matmul(ones, ones, np.zeros((4, 5)), valid=np.ones((2, 4), bool))
     with pytest.raises(ValueError, match="bias"):
-        event_kernel.event_matmul(np.ones((2, 3), int), np.ones((2, 3)), np.zeros((4, 5)), bias=np.zeros(4))
+        event_kernel.event_matmul(
+            np.ones((2, 3), int), np.ones((2, 3)), np.zeros((4, 5)), bias=np.zeros(4)
+        )
 
 
 # 4,480 rows, above the kernels' one-thread limit, so the forward runs in parallel and the
 # transpose in chunks; n = 72 and 128 take the 64- and 8-column register blocks, n = 5
 # the scalar tail.
-@pytest.mark.parametrize("lead, k, f, n", [((3, 5), 4, 9, 5), ((70, 64), 6, 30, 72), ((18,), 8, 20, 128)])
+@pytest.mark.parametrize(
+    "lead, k, f, n", [((3, 5), 4, 9, 5), ((70, 64), 6, 30, 72), ((18,), 8, 20, 128)]
+)
 def test_valid_mask_bias_and_leading_axes(either_path, lead, k, f, n):
     """Events (..., K) with a valid mask and a bias give (..., n): the dense product of the
     valid entries, plus the bias; and the kernel's, bias's and counts' cotangents."""
@@ -204,7 +208,9 @@ def test_valid_mask_bias_and_leading_axes(either_path, lead, k, f, n):
     dw_scale = reference(channels, counts * valid, kernel, np.abs(g_rows))[1].max()
     np.testing.assert_allclose(dkernel, want_dw, rtol=0, atol=1e-6 * dw_scale)
     db_scale = np.abs(g_rows).sum(0).max()
-    np.testing.assert_allclose(dbias, g_rows.astype(np.float64).sum(0), rtol=0, atol=1e-6 * db_scale)
+    np.testing.assert_allclose(
+        dbias, g_rows.astype(np.float64).sum(0), rtol=0, atol=1e-6 * db_scale
+    )
     np.testing.assert_allclose(
         np.asarray(dcounts).reshape(rows, k), np.where(valid, want_dc, 0), **TOL
     )

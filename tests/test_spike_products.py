@@ -8,8 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from tclif_jax import NEURONS, Execution, NetworkConfig, apply, from_config
-from tclif_jax import event_kernel
+from tclif_jax import NEURONS, Execution, NetworkConfig, apply, event_kernel, from_config
 from tclif_jax.execution import SPIKE_DENSITY_LIMITS, _by_density
 
 TOL = dict(rtol=1e-5, atol=1e-5)
@@ -149,7 +148,9 @@ def test_which_products_each_setting_lowers(monkeypatch):
     }
     assert "tclif_spike_matmul" not in text["dense"]
     for mode in ("auto", "events"):
-        assert "@tclif_spike_matmul(" in text[mode] and "@tclif_spike_matmul_transpose(" in text[mode]
+        assert (
+            "@tclif_spike_matmul(" in text[mode] and "@tclif_spike_matmul_transpose(" in text[mode]
+        )
     assert "stablehlo.case" in text["auto"] or "stablehlo.if" in text["auto"]  # the choice
     bf16 = _lowered(Execution(matmul_dtype="bfloat16"), config, params, x)
     assert "tclif_spike_matmul" not in bf16  # the bf16 policy keeps its dense products
@@ -159,7 +160,9 @@ def test_which_products_each_setting_lowers(monkeypatch):
 
 
 def test_execution_refuses_an_unknown_setting():
-    with pytest.raises(ValueError, match="spike_products='sparse' is not valid; choose one of: auto, dense, events"):
+    with pytest.raises(
+        ValueError, match="spike_products='sparse' is not valid; choose one of: auto, dense, events"
+    ):
         Execution(spike_products="sparse")
 
 
@@ -218,5 +221,10 @@ def test_the_training_page_states_the_limits_in_use():
 
     page = os.path.join(os.path.dirname(__file__), "..", "docs", "training.md")
     text = " ".join(open(page).read().split())
-    forward, weight_grad = (round(100 * SPIKE_DENSITY_LIMITS[k]) for k in ("forward", "weight_grad"))
-    assert f"at most {forward}% nonzero for the forward, {weight_grad}% for the weight gradient" in text
+    forward, weight_grad = (
+        round(100 * SPIKE_DENSITY_LIMITS[k]) for k in ("forward", "weight_grad")
+    )
+    assert (
+        f"at most {forward}% nonzero for the forward, {weight_grad}% for the weight gradient"
+        in text
+    )
