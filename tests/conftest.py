@@ -179,3 +179,44 @@ def toy(monkeypatch):
 def strip_times(history):
     """Metrics records without their wall-clock fields (what must repeat bit for bit)."""
     return [{k: v for k, v in r.items() if k not in ("wall_time", "epoch_time")} for r in history]
+
+
+# ----------------------------------------------------------------------------- native kernels
+
+
+@pytest.fixture
+def native_kernels(monkeypatch):
+    """The native kernels of ``tclif_jax.event_kernel`` allowed again (this file turns them
+    off for the suite): the test decides native or fallback from its own environment, and
+    the decision is forgotten before and after it."""
+    from tclif_jax import event_kernel
+
+    monkeypatch.delenv("TCLIF_NATIVE", raising=False)
+    event_kernel.reset_for_tests()
+    yield
+    event_kernel.reset_for_tests()
+
+
+@pytest.fixture
+def native(native_kernels):
+    """The native path, built in the default cache: skips without a C++ compiler, fails if
+    one is there and the kernels still do not build."""
+    import shutil
+
+    from tclif_jax import event_kernel
+
+    if shutil.which("c++") is None:
+        pytest.skip("no C++ compiler 'c++' on this machine")
+    assert event_kernel.available(), event_kernel.status()
+
+
+@pytest.fixture(params=["native", "fallback"])
+def either_path(request, native_kernels, monkeypatch):
+    """Each path in turn: the native kernels, then pure JAX (TCLIF_NATIVE=0)."""
+    from tclif_jax import event_kernel
+
+    if request.param == "native":
+        request.getfixturevalue("native")
+    else:
+        monkeypatch.setenv("TCLIF_NATIVE", "0")
+        assert not event_kernel.available()

@@ -363,17 +363,6 @@ def test_event_projection_times_the_native_kernel_against_dense(capsys):
     assert entry["k"] >= 700 * 0.3 * 0.5  # about 210 of 700 channels per row are active
 
 
-@pytest.fixture
-def native_kernels(monkeypatch):
-    """The native kernels on (tests/conftest.py turns them off for the rest of the suite)."""
-    from tclif_jax import event_kernel
-
-    monkeypatch.delenv("TCLIF_NATIVE", raising=False)
-    event_kernel.reset_for_tests()
-    yield
-    event_kernel.reset_for_tests()
-
-
 def test_spike_products_times_both_products_per_density(capsys, native_kernels):
     from benchmarks import spike_products
     from benchmarks.configs import spike_products as config_module

@@ -15,31 +15,8 @@ needs_cxx = pytest.mark.skipif(not HAS_CXX, reason="no C++ compiler 'c++' on thi
 TOL = dict(rtol=1e-5, atol=1e-5)
 
 
-@pytest.fixture(autouse=True)
-def fresh_decision(monkeypatch):
-    """Each test decides native or fallback from its own environment."""
-    monkeypatch.delenv("TCLIF_NATIVE", raising=False)
-    event_kernel.reset_for_tests()
-    yield
-    event_kernel.reset_for_tests()
-
-
-@pytest.fixture
-def native():
-    """The native path, built in the default cache (skips without a compiler)."""
-    if not HAS_CXX:
-        pytest.skip("no C++ compiler 'c++' on this machine")
-    assert event_kernel.available(), event_kernel.status()
-
-
-@pytest.fixture(params=["native", "fallback"])
-def either_path(request, monkeypatch):
-    """Each path in turn: the native kernels, then pure JAX (TCLIF_NATIVE=0)."""
-    if request.param == "native":
-        request.getfixturevalue("native")
-    else:
-        monkeypatch.setenv("TCLIF_NATIVE", "0")
-        assert not event_kernel.available()
+# The native kernels are allowed in every test here (tests/conftest.py turns them off elsewhere).
+pytestmark = pytest.mark.usefixtures("native_kernels")
 
 
 def random_events(rng, rows, k, f, density=0.6):

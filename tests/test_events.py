@@ -18,15 +18,8 @@ B, T, F = 3, 10, 12
 FAST_COMPILE = {"xla_backend_optimization_level": 0}
 
 
-@pytest.fixture(autouse=True)
-def native_kernels(monkeypatch):
-    """The native kernels on (tests/conftest.py turns them off for the rest of the suite)."""
-    from tclif_jax import event_kernel
-
-    monkeypatch.delenv("TCLIF_NATIVE", raising=False)
-    event_kernel.reset_for_tests()
-    yield
-    event_kernel.reset_for_tests()
+# The native kernels are allowed in every test here (tests/conftest.py turns them off elsewhere).
+pytestmark = pytest.mark.usefixtures("native_kernels")
 
 
 def _spikes(shape, density, seed=0, max_count=1):

@@ -16,24 +16,8 @@ TOL = dict(rtol=1e-5, atol=1e-5)
 FAST_COMPILE = {"xla_backend_optimization_level": 0}
 
 
-@pytest.fixture(autouse=True)
-def fresh_decision(monkeypatch):
-    """Each test decides native or fallback from its own environment."""
-    monkeypatch.delenv("TCLIF_NATIVE", raising=False)
-    event_kernel.reset_for_tests()
-    yield
-    event_kernel.reset_for_tests()
-
-
-@pytest.fixture(params=["native", "fallback"])
-def either_path(request, monkeypatch):
-    """The native kernels (skipped where they cannot be built), then pure JAX."""
-    if request.param == "native":
-        if not event_kernel.available():
-            pytest.skip(event_kernel.status())
-    else:
-        monkeypatch.setenv("TCLIF_NATIVE", "0")
-        assert not event_kernel.available()
+# The native kernels are allowed in every test here (tests/conftest.py turns them off elsewhere).
+pytestmark = pytest.mark.usefixtures("native_kernels")
 
 
 def spikes_like(rng, shape, density):
